@@ -1,0 +1,100 @@
+"""The verification decision: did the commanded effect happen?
+
+Pure rules over the classifier's scores and the effect magnitude; thresholds come from calibration on
+validation data and travel with the model (checkpoint and ONNX metadata), never copied by hand.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from enum import IntEnum
+from typing import Any, Sequence
+
+import numpy as np
+
+
+class Verdict(IntEnum):
+    """Same values as cde_ros/msg/EffectVerification VERDICT_* constants."""
+
+    SUCCEEDED = 0
+    FAILED = 1
+    NO_EFFECT = 2
+    UNCERTAIN = 3
+
+
+@dataclass
+class Calibration:
+    """Thresholds for the verdict rules.
+
+    no_effect_magnitude: global-delta L2 norms at or below this are "nothing changed" (chosen on
+    validation pairs to separate no-change from change). min_confidence: below this softmax
+    probability the recogniser does not commit. no_change_class: the class meaning "nothing happened".
+    """
+
+    no_effect_magnitude: float = 0.0
+    min_confidence: float = 0.5
+    no_change_class: str = "none"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Calibration":
+        return cls(float(data.get("no_effect_magnitude", 0.0)), float(data.get("min_confidence", 0.5)),
+                   str(data.get("no_change_class", "none")))
+
+
+@dataclass(frozen=True)
+class EffectVerdict:
+    verdict: Verdict
+    observed_action: str
+    confidence: float
+    reason: str
+
+
+def verify_effect(commanded_action: str, class_names: Sequence[str], scores: Sequence[float],
+                  effect_magnitude: float, calibration: Calibration) -> EffectVerdict:
+    """Apply the rules in order: unknown command -> UNCERTAIN; no change -> NO_EFFECT; low confidence ->
+    UNCERTAIN; recognised == commanded -> SUCCEEDED; else FAILED."""
+    probs = np.asarray(scores, dtype=np.float64)
+    if probs.shape != (len(class_names),) or len(class_names) == 0:
+        raise ValueError(f"{len(class_names)} class names but scores of shape {probs.shape}")
+    best = int(np.argmax(probs))
+    observed, confidence = class_names[best], float(probs[best])
+    if not np.isfinite(effect_magnitude) or not np.all(np.isfinite(probs)):
+        return EffectVerdict(Verdict.UNCERTAIN, observed, confidence, "non-finite model output")
+    if commanded_action not in class_names:
+        return EffectVerdict(Verdict.UNCERTAIN, observed, confidence,
+                             f"commanded action '{commanded_action}' is not a class of this model "
+                             f"({', '.join(class_names)})")
+    if effect_magnitude <= calibration.no_effect_magnitude:
+        return EffectVerdict(Verdict.NO_EFFECT, observed, confidence,
+                             f"effect magnitude {effect_magnitude:.3g} <= no-effect threshold "
+                             f"{calibration.no_effect_magnitude:.3g}")
+    if observed == calibration.no_change_class and confidence >= calibration.min_confidence:
+        return EffectVerdict(Verdict.NO_EFFECT, observed, confidence,
+                             f"recognised '{observed}' with confidence {confidence:.2f}")
+    if confidence < calibration.min_confidence:
+        return EffectVerdict(Verdict.UNCERTAIN, observed, confidence,
+                             f"confidence {confidence:.2f} below {calibration.min_confidence:.2f} "
+                             f"(best guess '{observed}')")
+    if observed == commanded_action:
+        return EffectVerdict(Verdict.SUCCEEDED, observed, confidence,
+                             f"recognised the commanded '{observed}' with confidence {confidence:.2f}")
+    return EffectVerdict(Verdict.FAILED, observed, confidence,
+                         f"recognised '{observed}' ({confidence:.2f}) instead of the commanded "
+                         f"'{commanded_action}'")
+
+
+def calibrate_no_effect_threshold(magnitudes: Sequence[float], changed: Sequence[bool]) -> float:
+    """Threshold on effect magnitude that best separates unchanged from changed pairs (balanced
+    accuracy on the given validation pairs); 0.0 when either group is missing."""
+    mags = np.asarray(magnitudes, dtype=np.float64)
+    chg = np.asarray(changed, dtype=bool)
+    if mags.size == 0 or chg.all() or not chg.any():
+        return 0.0
+    best_t, best_acc = 0.0, -1.0
+    for t in np.unique(mags):
+        acc = 0.5 * (np.mean(mags[~chg] <= t) + np.mean(mags[chg] > t))
+        if acc > best_acc:
+            best_t, best_acc = float(t), acc
+    return best_t
