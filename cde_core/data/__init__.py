@@ -1,0 +1,1 @@
+"""Pair datasets: the manifest format, splits, loaders and generators."""

@@ -1,0 +1,49 @@
+"""Run a model over a PairDataset and collect what the metrics and plots need."""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from cde_core.data.pair_dataset import PairDataset
+from cde_core.models import PairModel
+
+
+@dataclass
+class Predictions:
+    labels: np.ndarray
+    preds: np.ndarray
+    probs: np.ndarray
+    magnitudes: np.ndarray
+    deltas: np.ndarray  # global deltas [N, L] (projection plots, antonym cosines)
+    objects: np.ndarray
+
+
+@torch.inference_mode()
+def predict(model: PairModel, dataset: PairDataset, batch_size: int = 64, precision: str = "fp32") -> Predictions:
+    was_training = model.training
+    model.eval()
+    autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16"
+                else contextlib.nullcontext())
+    chunks: dict[str, list[np.ndarray]] = {k: [] for k in ("labels", "logits", "mag", "delta", "obj")}
+    for before, after, labels, objects in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        with autocast:
+            out = model(before, after)
+        chunks["labels"].append(labels.numpy())
+        chunks["obj"].append(objects.numpy())
+        chunks["logits"].append(out.logits.float().numpy())
+        chunks["mag"].append(out.effect_magnitude.float().numpy())
+        chunks["delta"].append(out.delta_global.float().numpy())
+    model.train(was_training)
+    if not chunks["labels"]:
+        empty = np.zeros((0,), dtype=np.int64)
+        return Predictions(empty, empty, np.zeros((0, 0), np.float32), np.zeros(0, np.float32),
+                           np.zeros((0, 0), np.float32), empty)
+    logits = np.concatenate(chunks["logits"])
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    return Predictions(np.concatenate(chunks["labels"]), logits.argmax(axis=1), probs,
+                       np.concatenate(chunks["mag"]), np.concatenate(chunks["delta"]), np.concatenate(chunks["obj"]))

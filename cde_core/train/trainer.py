@@ -1,0 +1,266 @@
+"""The training loop: one split of a pair manifest in, the IID-best checkpoint and its metrics out.
+
+Checkpoints are selected on IID validation accuracy only, never on an OOD split (Causal Triplet's
+released analysis picks the epoch with the best OOD test accuracy; we do not).
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, WeightedRandomSampler
+from torch.utils.data.distributed import DistributedSampler
+
+from cde_core.checkpoint import ModelMeta, save_checkpoint
+from cde_core.data.manifest import NO_CHANGE, ROLES, PairRecord, read_manifest
+from cde_core.data.pair_dataset import PairDataset, vocabulary
+from cde_core.eval.metrics import classification_report
+from cde_core.eval.plots import plot_confusion, plot_curves
+from cde_core.eval.predict import Predictions, predict
+from cde_core.losses import LossWeights, PairCriterion
+from cde_core.models import PairModel, model_from_config
+from cde_core.preprocessing import Preprocessing
+from cde_core.train import distributed
+from cde_core.train.config import TrainConfig, save_config
+from cde_core.verification import Calibration, calibrate_no_effect_threshold
+
+_LOG = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path
+    best_epoch: int
+    metrics: dict[str, Any]
+    history: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class _TrainStep(nn.Module):
+    """DDP wraps `forward`; route it to forward_train so gradient sync sees the training graph."""
+
+    def __init__(self, model: PairModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, before: torch.Tensor, after: torch.Tensor) -> dict[str, Any]:
+        return self.model.forward_train(before, after)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def action_blocks(class_names: list[str], records: list[PairRecord]) -> list[int]:
+    """Latent block per class for SMS: an action and its antonym share one block."""
+    antonym = {r.action: r.antonym for r in records if r.antonym}
+    block: dict[str, int] = {}
+    for name in class_names:
+        if name not in block:
+            block[name] = len(set(block.values()))
+            if antonym.get(name) in class_names:
+                block[antonym[name]] = block[name]
+    return [block[n] for n in class_names]
+
+
+def _autocast(precision: str) -> contextlib.AbstractContextManager:
+    if precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    if precision != "fp32":
+        raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
+    return contextlib.nullcontext()
+
+
+def _lr_factor(step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _report(pred: Predictions, records: list[PairRecord], class_names: list[str]) -> dict[str, Any]:
+    return classification_report(pred.labels, pred.preds, class_names, [r.cell for r in records])
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+        self.rank, self.world = distributed.init_distributed()
+        torch.set_num_threads(max(1, config.threads))
+        seed_everything(config.seed)
+        root = Path(config.data.root)
+        self.records = read_manifest(root)
+        split = config.data.split
+        self.roles: dict[str, list[PairRecord]] = {role: [r for r in self.records if r.role(split) == role]
+                                                   for role in ROLES}
+        if not self.roles["train"] or not self.roles["val"]:
+            raise ValueError(f"split {split!r} of {root} needs train and val pairs "
+                             f"(has {[(k, len(v)) for k, v in self.roles.items()]})")
+        self.class_names = vocabulary(self.records, "action")
+        self.objects = vocabulary(self.records, "object")
+        mc = copy.deepcopy(config.model)
+        mc.num_classes = len(self.class_names)
+        if mc.name == "icm":
+            mc.num_objects = len(self.objects)
+        if mc.name == "sms":
+            mc.action_blocks = action_blocks(self.class_names, self.records)
+        self.preprocessing = Preprocessing(img_size=mc.img_size)
+        self.model = model_from_config(mc)
+        self.datasets = {role: PairDataset(root, recs, self.class_names, self.objects, self.preprocessing,
+                                           cache=config.data.cache) for role, recs in self.roles.items()}
+        self.criterion = PairCriterion(config.loss)
+        self.out = Path(config.out)
+
+    def _loader(self) -> tuple[DataLoader, Any]:
+        dataset = self.datasets["train"]
+        opt = self.config.optim
+        generator = torch.Generator().manual_seed(self.config.seed)
+        sampler: Any = None
+        if self.world > 1:
+            sampler = DistributedSampler(dataset, num_replicas=self.world, rank=self.rank, seed=self.config.seed)
+        elif opt.balanced_sampler:
+            counts = np.bincount(dataset.labels(), minlength=len(self.class_names))
+            weights = [1.0 / counts[label] for label in dataset.labels()]
+            sampler = WeightedRandomSampler(weights, len(weights), generator=generator)
+        loader = DataLoader(dataset, batch_size=opt.batch_size, shuffle=sampler is None, sampler=sampler,
+                            drop_last=len(dataset) > opt.batch_size * self.world, generator=generator)
+        return loader, sampler
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        opt = self.config.optim
+        backbone = [p for p in self.model.backbone.parameters() if p.requires_grad]
+        backbone_ids = {id(p) for p in backbone}
+        rest = [p for p in self.model.parameters() if p.requires_grad and id(p) not in backbone_ids]
+        groups = [{"params": rest, "lr": opt.lr}]
+        if backbone:
+            groups.append({"params": backbone, "lr": opt.lr * opt.backbone_lr_scale})
+        for group in groups:
+            group["base_lr"] = group["lr"]
+        return torch.optim.AdamW(groups, weight_decay=opt.weight_decay)
+
+    def _weights_at(self, step: int) -> LossWeights:
+        weights = copy.copy(self.config.loss)
+        if step < self.config.optim.aux_warmup_steps:
+            weights.contrast = 0.0
+            weights.sparsity = 0.0
+        return weights
+
+    def fit(self) -> TrainResult:
+        cfg = self.config
+        start = time.perf_counter()
+        main = distributed.is_main_process()
+        if main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.out / "config.yaml")
+        loader, sampler = self._loader()
+        step_module: nn.Module = _TrainStep(self.model)
+        if self.world > 1:
+            step_module = nn.parallel.DistributedDataParallel(step_module, find_unused_parameters=True)
+        optimizer = self._optimizer()
+        total_steps = max(1, cfg.optim.epochs * len(loader))
+        history: list[dict[str, float]] = []
+        best_acc, best_epoch, best_state = -1.0, 0, copy.deepcopy(self.model.state_dict())
+        step = 0
+        progress = None
+        if cfg.progress and main:
+            from tqdm import tqdm
+            progress = tqdm(total=total_steps, desc=f"train {cfg.model.name}", unit="step", leave=False)
+        for epoch in range(1, cfg.optim.epochs + 1):
+            if sampler is not None and hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(epoch)
+            self.model.train()
+            sums: dict[str, float] = {}
+            batches = 0
+            for before, after, labels, objects in loader:
+                factor = _lr_factor(step, total_steps, cfg.optim.warmup_steps)
+                for group in optimizer.param_groups:
+                    group["lr"] = group["base_lr"] * factor
+                self.criterion.weights = self._weights_at(step)
+                with _autocast(cfg.precision):
+                    out = step_module(before, after)
+                loss, parts = self.criterion(out, labels, objects, self.model)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"non-finite loss at step {step}: {parts}")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.optim.grad_clip > 0:
+                    nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
+                optimizer.step()
+                step += 1
+                batches += 1
+                for key, value in parts.items():
+                    sums[key] = sums.get(key, 0.0) + value
+                if progress is not None:
+                    progress.update(1)
+                    progress.set_postfix(loss=f"{float(loss):.3f}")
+            record = {"epoch": float(epoch), **{f"loss_{k}": v / max(1, batches) for k, v in sums.items()}}
+            if epoch % cfg.eval_every == 0 or epoch == cfg.optim.epochs:
+                acc = self._val_accuracy()
+                record["val_accuracy"] = acc
+                if acc > best_acc:
+                    best_acc, best_epoch = acc, epoch
+                    best_state = copy.deepcopy(self.model.state_dict())
+            history.append(record)
+            _LOG.debug("epoch %d: %s", epoch, record)
+        if progress is not None:
+            progress.close()
+        self.model.load_state_dict(best_state)
+        result = self._finish(history, best_epoch, time.perf_counter() - start)
+        distributed.barrier()
+        return result
+
+    def _val_accuracy(self) -> float:
+        """IID validation accuracy, computed on each rank's shard and summed over ranks."""
+        dataset = self.datasets["val"]
+        indices = list(range(self.rank, len(dataset), self.world))
+        shard = torch.utils.data.Subset(dataset, indices)
+        pred = predict(self.model, shard, precision=self.config.precision)  # type: ignore[arg-type]
+        hits, n = distributed.all_reduce_sum([float((pred.labels == pred.preds).sum()), float(len(pred.labels))])
+        return hits / max(1.0, n)
+
+    def _finish(self, history: list[dict[str, float]], best_epoch: int, seconds: float) -> TrainResult:
+        cfg = self.config
+        predictions = {role: predict(self.model, ds, precision=cfg.precision)
+                       for role, ds in self.datasets.items() if len(ds)}
+        val = predictions["val"]
+        no_change = [r.action == NO_CHANGE for r in self.roles["val"]]
+        calibration = Calibration(no_effect_magnitude=calibrate_no_effect_threshold(
+            val.magnitudes, [not x for x in no_change]) if any(no_change) else 0.0)
+        metrics: dict[str, Any] = {"split": cfg.data.split, "model": cfg.model.name, "best_epoch": best_epoch,
+                                   "class_names": self.class_names, "seconds": seconds}
+        for role, pred in predictions.items():
+            metrics[role] = _report(pred, self.roles[role], self.class_names)
+        checkpoint = self.out / "model.safetensors"
+        if distributed.is_main_process():
+            meta = ModelMeta(model=self.model.config, class_names=self.class_names,
+                             preprocessing=self.preprocessing, calibration=calibration,
+                             train_config=cfg.to_dict(), objects=self.objects)
+            save_checkpoint(checkpoint, self.model, meta)
+            (self.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+            (self.out / "history.json").write_text(json.dumps(history, indent=2))
+            plot_curves(history, self.out / "curves.png")
+            for role in ("test", "ood"):
+                if role in metrics:
+                    plot_confusion(metrics[role]["confusion_matrix"], self.class_names,
+                                   f"{cfg.model.name} {cfg.data.split} {role}", self.out / f"confusion_{role}.png")
+            summary = ", ".join(f"{role} {metrics[role]['accuracy']:.3f}" for role in ROLES if role in metrics)
+            _LOG.info("%s on %s: best epoch %d; %s (%.0f s)", cfg.model.name, cfg.data.split, best_epoch,
+                      summary, seconds)
+        return TrainResult(checkpoint, best_epoch, metrics, history, seconds)
+
+
+def train(config: TrainConfig) -> TrainResult:
+    return Trainer(config).fit()
