@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from cde_core.train.config import load_config
-from cde_core.train.distributed import cleanup
+from cde_core.train.distributed import cleanup, is_main_process
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,7 +23,8 @@ def run(args: argparse.Namespace) -> int:
     result = train(load_config(config_path, overrides))
     metrics = result.metrics
     roles = [r for r in ("train", "val", "test", "ood") if r in metrics]
-    print(f"checkpoint: {result.checkpoint} (best IID-val epoch {result.best_epoch}, {result.seconds:.0f} s)")
-    print("  ".join(f"{r}: {metrics[r]['accuracy']:.3f}" for r in roles))
+    if is_main_process():
+        print(f"checkpoint: {result.checkpoint} (best IID-val epoch {result.best_epoch}, {result.seconds:.0f} s)")
+        print("  ".join(f"{r}: {metrics[r]['accuracy']:.3f}" for r in roles))
     cleanup()
     return 0

@@ -168,7 +168,7 @@ class Trainer:
         loader, sampler = self._loader()
         step_module: nn.Module = _TrainStep(self.model)
         if self.world > 1:
-            step_module = nn.parallel.DistributedDataParallel(step_module, find_unused_parameters=True)
+            step_module = nn.parallel.DistributedDataParallel(step_module, find_unused_parameters=False)
         optimizer = self._optimizer()
         total_steps = max(1, cfg.optim.epochs * len(loader))
         history: list[dict[str, float]] = []

@@ -1,0 +1,24 @@
+"""`cde eval CHECKPOINT --data DIR --split NAME --out DIR`"""
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="model.safetensors written by `cde train`")
+    parser.add_argument("--data", required=True, help="dataset directory with manifest.jsonl")
+    parser.add_argument("--split", default="iid_0", help="split name (iid_k, comp_k, syst_k)")
+    parser.add_argument("--out", default="runs/eval", help="output directory")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+
+
+def run(args: argparse.Namespace) -> int:
+    from cde_core.eval.evaluate import evaluate_checkpoint
+
+    report = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.out, args.precision)
+    for role in ("train", "val", "test", "ood"):
+        if role in report:
+            r = report[role]
+            print(f"{role:>5}: accuracy {r['accuracy']:.3f}  cell-balanced {r.get('cell_balanced_accuracy', float('nan')):.3f}  (n={r['n']})")
+    print(f"wrote {args.out}/eval_{args.split}.json")
+    return 0

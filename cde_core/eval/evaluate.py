@@ -1,0 +1,40 @@
+"""Evaluate a checkpoint on every role of a split of a manifest: metrics JSON + confusion PNGs."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from cde_core.checkpoint import load_checkpoint
+from cde_core.data.manifest import ROLES, read_manifest
+from cde_core.data.pair_dataset import PairDataset
+from cde_core.eval.metrics import classification_report
+from cde_core.eval.plots import plot_confusion
+from cde_core.eval.predict import predict
+
+
+def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, split: str, out: str | Path,
+                        precision: str = "fp32") -> dict[str, Any]:
+    model, meta = load_checkpoint(checkpoint)
+    records = read_manifest(data)
+    unknown = sorted({r.action for r in records} - set(meta.class_names))
+    if unknown:
+        raise ValueError(f"the data has actions {unknown} the model does not know ({meta.class_names})")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    objects = meta.objects or sorted({r.object for r in records})
+    report: dict[str, Any] = {"checkpoint": str(checkpoint), "data": str(data), "split": split,
+                              "class_names": meta.class_names}
+    for role in ROLES:
+        subset = [r for r in records if r.role(split) == role]
+        if not subset:
+            continue
+        dataset = PairDataset(data, subset, meta.class_names, objects, meta.preprocessing)
+        pred = predict(model, dataset, precision=precision)
+        report[role] = classification_report(pred.labels, pred.preds, meta.class_names, [r.cell for r in subset])
+        plot_confusion(report[role]["confusion_matrix"], meta.class_names, f"{split} {role}",
+                       out / f"confusion_{split}_{role}.png")
+    if not any(role in report for role in ROLES):
+        raise ValueError(f"split {split!r} has no pairs in {data}")
+    (out / f"eval_{split}.json").write_text(json.dumps(report, indent=2))
+    return report
