@@ -10,13 +10,13 @@ BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
 
 
 def load_runtime(path: str | Path, backend: str = "auto", **options: Any) -> Runtime:
-    """`auto`: .onnx -> onnxruntime, .safetensors -> torch, .engine/.plan -> tensorrt."""
+    """`auto`: .onnx -> onnxruntime, .safetensors -> torch. `tensorrt` takes the .onnx index too and
+    builds (or reuses from its cache) the engines for this GPU."""
     path = Path(path)
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
     if backend == "auto":
-        backend = {".onnx": "onnxruntime", ".safetensors": "torch", ".engine": "tensorrt",
-                   ".plan": "tensorrt"}.get(path.suffix, "")
+        backend = {".onnx": "onnxruntime", ".safetensors": "torch"}.get(path.suffix, "")
         if not backend:
             raise ValueError(f"cannot tell the backend from {path.name!r}; pass backend= explicitly")
     if backend == "torch":

@@ -1,0 +1,1 @@
+"""Export to ONNX (and TensorRT engines from the ONNX)."""
