@@ -1,0 +1,101 @@
+"""A time-indexed ring buffer of camera frames, bounded by seconds and by bytes.
+
+Callbacks only `add`; the worker asks for the frame `before(stamp)` a command started and the first
+one `first_after(stamp)` it ended. Stamps come from message headers (the camera's clock), never from
+arrival time, so frames that arrive out of order are inserted where they belong.
+"""
+from __future__ import annotations
+
+import bisect
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class BufferedFrame:
+    stamp_ns: int
+    message: Any
+    nbytes: int
+
+
+@dataclass
+class BufferStats:
+    stored: int = 0
+    evicted: int = 0  # aged out or pushed out by the byte bound (normal operation)
+    dropped: int = 0  # refused: larger than the whole byte bound, or older than the time window
+    replaced: int = 0  # same stamp twice: the newer message wins
+    count: int = 0
+    bytes: int = 0
+    span_s: float = 0.0
+
+
+class FrameBuffer:
+    def __init__(self, max_seconds: float, max_bytes: int) -> None:
+        if max_seconds <= 0 or max_bytes <= 0:
+            raise ValueError("max_seconds and max_bytes must be positive")
+        self.max_ns = int(max_seconds * 1e9)
+        self.max_bytes = int(max_bytes)
+        self._stamps: list[int] = []
+        self._frames: list[BufferedFrame] = []
+        self._bytes = 0
+        self._stats = BufferStats()
+        self._lock = threading.Lock()
+
+    def add(self, stamp_ns: int, message: Any, nbytes: int) -> bool:
+        """Store a frame; False if it was refused (counted in `dropped`)."""
+        with self._lock:
+            if nbytes > self.max_bytes or (self._stamps and stamp_ns < self._stamps[-1] - self.max_ns):
+                self._stats.dropped += 1
+                return False
+            index = bisect.bisect_left(self._stamps, stamp_ns)
+            if index < len(self._stamps) and self._stamps[index] == stamp_ns:
+                self._bytes -= self._frames[index].nbytes
+                self._frames[index] = BufferedFrame(stamp_ns, message, nbytes)
+                self._stats.replaced += 1
+            else:
+                self._stamps.insert(index, stamp_ns)
+                self._frames.insert(index, BufferedFrame(stamp_ns, message, nbytes))
+            self._bytes += nbytes
+            self._stats.stored += 1
+            self._evict()
+            return True
+
+    def _evict(self) -> None:
+        newest = self._stamps[-1]
+        while self._stamps and (newest - self._stamps[0] > self.max_ns or self._bytes > self.max_bytes):
+            self._bytes -= self._frames[0].nbytes
+            del self._stamps[0], self._frames[0]
+            self._stats.evicted += 1
+
+    def before(self, stamp_ns: int) -> BufferedFrame | None:
+        """The last frame at or before `stamp_ns`."""
+        with self._lock:
+            index = bisect.bisect_right(self._stamps, stamp_ns)
+            return self._frames[index - 1] if index else None
+
+    def first_after(self, stamp_ns: int) -> BufferedFrame | None:
+        """The first frame at or after `stamp_ns`."""
+        with self._lock:
+            index = bisect.bisect_left(self._stamps, stamp_ns)
+            return self._frames[index] if index < len(self._frames) else None
+
+    def latest_stamp(self) -> int | None:
+        with self._lock:
+            return self._stamps[-1] if self._stamps else None
+
+    def oldest_stamp(self) -> int | None:
+        with self._lock:
+            return self._stamps[0] if self._stamps else None
+
+    def stats(self) -> BufferStats:
+        with self._lock:
+            span = (self._stamps[-1] - self._stamps[0]) / 1e9 if self._stamps else 0.0
+            return BufferStats(self._stats.stored, self._stats.evicted, self._stats.dropped, self._stats.replaced,
+                               len(self._frames), self._bytes, span)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._stamps.clear()
+            self._frames.clear()
+            self._bytes = 0

@@ -1,0 +1,434 @@
+"""The perception node: buffers camera frames around manipulator commands and publishes what changed.
+
+Lifecycle: configure creates the buffer, subscriptions and publishers; activate loads the model (a
+missing or corrupt model fails the transition and the node stays up, inactive); commands received
+while no model is loaded still get an UNCERTAIN verdict saying so. Callbacks only store; one worker
+thread converts images, runs the model, decides and publishes.
+
+Run: python -m cde_ros.perception_node --ros-args --params-file config/perception.yaml
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import rclpy
+from action_msgs.msg import GoalStatusArray
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import Node as LifecycleNode
+from rclpy.lifecycle import State, TransitionCallbackReturn
+from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy, qos_profile_action_status_default
+from sensor_msgs.msg import CompressedImage, Image
+
+from cde_core.runtime import Embedding, Runtime, load_runtime
+from cde_core.verification import Verdict, verify_effect
+from cde_ros.command_events import (CommandEvent, CommandEventError, CommandTracker, GoalStatusTracker, Phase,
+                                    event_from_command, parse_action_mapping)
+from cde_ros.frame_buffer import BufferedFrame, FrameBuffer
+from cde_ros.image_conversion import ImageConversionError, compressed_to_rgb, image_to_rgb, rgb_to_image_fields
+from cde_ros.msg import ActionRecognition, EffectVerification, ManipulatorCommand
+from cde_ros.node_parameters import PARAMS, confined_path, validate
+from cde_ros.overlay import render_overlay
+
+RESULT_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+
+
+def stamp_ns(t: Time) -> int:
+    return int(t.sec) * 1_000_000_000 + int(t.nanosec)
+
+
+def to_time(ns: int) -> Time:
+    return Time(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
+
+
+@dataclass
+class _Pending:
+    """A command between its start and its verdict."""
+
+    start: CommandEvent | None
+    before: BufferedFrame | None = None
+    before_rgb: np.ndarray | None = None
+    before_embedding: Embedding | None = None
+    problem: str = ""
+    end: CommandEvent | None = None
+    finished_wall: float = 0.0
+    received_wall: float = field(default_factory=time.monotonic)
+
+
+class PerceptionNode(LifecycleNode):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("cde_perception", **kwargs)
+        for spec in PARAMS:
+            self.declare_parameter(spec.name, spec.default)
+        self._configured = False
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.runtime: Runtime | None = None
+        self.model_error = "not activated yet"
+        self._jobs: queue.Queue = queue.Queue()
+        self._worker: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._subs: list[Any] = []
+        self._timers: list[Any] = []
+        self._callback_cost_s: deque[float] = deque(maxlen=2000)
+        self._latency_s: deque[float] = deque(maxlen=500)
+        self._frames_in = 0
+        self._conversion_errors = 0
+        self._rate_window: deque[float] = deque(maxlen=300)
+        self._last_error = ""
+        if self.get_parameter("autostart").value:
+            self.trigger_configure()
+            self.trigger_activate()
+
+    # ---------------------------------------------------------------- parameters
+    def _p(self, name: str) -> Any:
+        return self.get_parameter(name).value
+
+    def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
+        for param in params:
+            reason = validate(param.name, param.value, self._configured)
+            if reason:
+                self.get_logger().warning(f"rejected parameter {param.name}: {reason}")
+                return SetParametersResult(successful=False, reason=reason)
+        return SetParametersResult(successful=True)
+
+    # ---------------------------------------------------------------- lifecycle
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        try:
+            self._servers = parse_action_mapping(self._p("action_servers"))
+        except CommandEventError as exc:
+            self.get_logger().error(f"configure failed: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        self.buffer = FrameBuffer(self._p("buffer_seconds"), int(self._p("buffer_max_mb") * 1024 * 1024))
+        self.tracker = CommandTracker()
+        self._pending: dict[str, _Pending] = {}
+        self._finishing: list[str] = []
+        image_group, command_group = MutuallyExclusiveCallbackGroup(), MutuallyExclusiveCallbackGroup()
+        timer_group = MutuallyExclusiveCallbackGroup()
+        depth = int(self._p("image_qos_depth"))
+        image_qos = QoSProfile(depth=depth, reliability=ReliabilityPolicy.BEST_EFFORT
+                               if self._p("image_qos") == "sensor_data" else ReliabilityPolicy.RELIABLE)
+        if self._p("image_topic"):
+            self._subs.append(self.create_subscription(Image, self._p("image_topic"), self._on_image, image_qos,
+                                                       callback_group=image_group))
+        if self._p("compressed_image_topic"):
+            self._subs.append(self.create_subscription(CompressedImage, self._p("compressed_image_topic"),
+                                                       self._on_image, image_qos, callback_group=image_group))
+        self._subs.append(self.create_subscription(ManipulatorCommand, self._p("command_topic"), self._on_command,
+                                                   RESULT_QOS, callback_group=command_group))
+        self._status_trackers = {}
+        for server, action in self._servers.items():
+            tracker = GoalStatusTracker(server, action)
+            self._status_trackers[server] = tracker
+            self._subs.append(self.create_subscription(
+                GoalStatusArray, f"{server}/_action/status",
+                lambda msg, t=tracker: self._on_status(t, msg), qos_profile_action_status_default,
+                callback_group=command_group))
+        self.recognition_pub = self.create_publisher(ActionRecognition, "~/action_recognition", RESULT_QOS)
+        self.verification_pub = self.create_publisher(EffectVerification, "~/effect_verification", RESULT_QOS)
+        self.overlay_pub = self.create_publisher(Image, "~/overlay", 1)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._timers.append(self.create_timer(self._p("diagnostics_period"), self._publish_diagnostics,
+                                              callback_group=timer_group))
+        self._stop.clear()
+        self._worker = threading.Thread(target=self._work, name="cde_worker", daemon=True)
+        self._worker.start()
+        self._configured = True
+        self.get_logger().info(f"configured: image '{self._p('image_topic')}', commands '{self._p('command_topic')}', "
+                               f"action servers {list(self._servers) or 'none'}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        path, directory = self._p("model_path"), self._p("model_dir")
+        problem = "model_path is empty" if not path else confined_path(path, directory)
+        if problem:
+            self.model_error = problem
+            self.get_logger().error(f"activation failed: {problem}")
+            return TransitionCallbackReturn.FAILURE
+        try:
+            self.runtime = load_runtime(path, self._p("backend"), **(
+                {"threads": int(self._p("inference_threads"))} if path.endswith(".onnx") else {}))
+        except (OSError, ValueError, RuntimeError, ImportError) as exc:
+            self.runtime = None
+            self.model_error = f"cannot load model {path}: {exc}"
+            self.get_logger().error(f"activation failed: {self.model_error}")
+            return TransitionCallbackReturn.FAILURE
+        meta = self.runtime.metadata
+        self.model_error = ""
+        self.get_logger().info(f"model {path}: {meta.backend} ({', '.join(meta.providers)}), classes "
+                               f"{meta.class_names}, input {meta.preprocessing.img_size}px")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self.runtime = None
+        self.model_error = "node deactivated"
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _teardown(self) -> None:
+        self._stop.set()
+        if self._worker is not None:
+            self._worker.join(timeout=5)
+            self._worker = None
+        for sub in self._subs:
+            self.destroy_subscription(sub)
+        for timer in self._timers:
+            self.destroy_timer(timer)
+        self._subs, self._timers = [], []
+        for pub in ("recognition_pub", "verification_pub", "overlay_pub", "diagnostics_pub"):
+            if hasattr(self, pub):
+                self.destroy_publisher(getattr(self, pub))
+                delattr(self, pub)
+        self._configured = False
+
+    # ---------------------------------------------------------------- callbacks: store only
+    def _on_image(self, msg: Image | CompressedImage) -> None:
+        t0 = time.perf_counter()
+        stamp = stamp_ns(msg.header.stamp)
+        self.buffer.add(stamp, msg, len(msg.data))
+        self._frames_in += 1
+        self._rate_window.append(time.monotonic())
+        self._callback_cost_s.append(time.perf_counter() - t0)
+
+    def _on_command(self, msg: ManipulatorCommand) -> None:
+        try:
+            event = event_from_command(msg.command_id, msg.action, msg.object, msg.phase, stamp_ns(msg.header.stamp))
+        except CommandEventError as exc:
+            self.get_logger().warning(f"ignored command: {exc}")
+            self._last_error = str(exc)
+            if msg.command_id:
+                self._jobs.put(("invalid", (msg.command_id, msg.action, str(exc), stamp_ns(msg.header.stamp))))
+            return
+        self._jobs.put(("event", event))
+
+    def _on_status(self, tracker: GoalStatusTracker, msg: GoalStatusArray) -> None:
+        now = self.get_clock().now().nanoseconds
+        statuses = [(bytes(s.goal_info.goal_id.uuid), int(s.status), stamp_ns(s.goal_info.stamp))
+                    for s in msg.status_list]
+        for event in tracker.update(statuses, now):
+            self._jobs.put(("event", event))
+
+    # ---------------------------------------------------------------- worker
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            try:
+                kind, payload = self._jobs.get(timeout=0.02)
+            except queue.Empty:
+                kind, payload = "", None
+            try:
+                if kind == "event":
+                    self._handle_event(payload)
+                elif kind == "invalid":
+                    self._publish_uncertain(payload[0], payload[1], payload[2], None, payload[3])
+                self._poll_finishing()
+            except Exception as exc:  # noqa: BLE001 - the worker must survive anything one command does
+                self._last_error = f"{type(exc).__name__}: {exc}"
+                self.get_logger().error(f"worker error: {self._last_error}")
+
+    def _rgb(self, frame: BufferedFrame) -> np.ndarray:
+        msg = frame.message
+        if isinstance(msg, CompressedImage):
+            return compressed_to_rgb(msg.format, bytes(msg.data))
+        return image_to_rgb(msg.width, msg.height, msg.encoding, msg.step, bool(msg.is_bigendian), bytes(msg.data))
+
+    def _handle_event(self, event: CommandEvent) -> None:
+        if event.phase == Phase.STARTED:
+            reason = self.tracker.start(event)
+            if reason:
+                self.get_logger().warning(reason)
+                self._last_error = reason
+                return
+            pending = _Pending(start=event)
+            self._pending[event.command_id] = pending
+            self._take_before(pending)
+            return
+        pair = self.tracker.finish(event)
+        pending = self._pending.pop(event.command_id, None) or _Pending(start=pair.start)
+        pending.end, pending.finished_wall = event, time.monotonic()
+        if pair.problem:
+            pending.problem = pending.problem or pair.problem
+        self._pending[event.command_id] = pending
+        self._finishing.append(event.command_id)
+
+    def _take_before(self, pending: _Pending) -> None:
+        """Embed the before frame now, while the arm moves, so only the after frame waits at the end."""
+        start = pending.start
+        assert start is not None
+        frame = self.buffer.before(start.stamp_ns)
+        if frame is None:
+            pending.problem = "no camera frame at or before the command start"
+            return
+        age = (start.stamp_ns - frame.stamp_ns) / 1e9
+        if age > self._p("max_before_frame_age"):
+            pending.problem = f"the last frame before the start is {age:.2f} s old (> max_before_frame_age)"
+            return
+        try:
+            pending.before, pending.before_rgb = frame, self._rgb(frame)
+            if self.runtime is not None:
+                pending.before_embedding = self.runtime.embed(pending.before_rgb)
+        except ImageConversionError as exc:
+            pending.problem = f"before frame: {exc}"
+
+    def _poll_finishing(self) -> None:
+        now = time.monotonic()
+        still: list[str] = []
+        for command_id in self._finishing:
+            pending = self._pending[command_id]
+            end = pending.end
+            assert end is not None
+            if pending.problem:
+                self._pending.pop(command_id)
+                self._publish_uncertain(command_id, self._action_of(pending), pending.problem, pending.start, end.stamp_ns)
+                continue
+            target = end.stamp_ns + int(self._p("settle_time") * 1e9)
+            frame = self.buffer.first_after(target)
+            if frame is None:
+                if now - pending.finished_wall > self._p("after_frame_timeout"):
+                    self._pending.pop(command_id)
+                    self._publish_uncertain(command_id, self._action_of(pending),
+                                            f"no camera frame at or after end + settle within "
+                                            f"{self._p('after_frame_timeout'):.1f} s", pending.start, end.stamp_ns)
+                else:
+                    still.append(command_id)
+                continue
+            self._pending.pop(command_id)
+            self._verify(command_id, pending, frame)
+        self._finishing = still
+        self._expire_open(now)
+
+    def _expire_open(self, now: float) -> None:
+        limit = self._p("max_command_duration")
+        for command_id in [c for c, p in self._pending.items() if p.end is None and now - p.received_wall > limit]:
+            pending = self._pending.pop(command_id)
+            self._publish_uncertain(command_id, self._action_of(pending),
+                                    f"no end seen within max_command_duration {limit:.0f} s", pending.start,
+                                    pending.start.stamp_ns if pending.start else 0)
+
+    @staticmethod
+    def _action_of(pending: _Pending) -> str:
+        return pending.start.action if pending.start else (pending.end.action if pending.end else "")
+
+    def _verify(self, command_id: str, pending: _Pending, after: BufferedFrame) -> None:
+        runtime = self.runtime
+        start, end = pending.start, pending.end
+        assert start is not None and end is not None and pending.before is not None
+        if runtime is None:
+            self._publish_uncertain(command_id, start.action, f"no model loaded ({self.model_error})", start,
+                                    end.stamp_ns)
+            return
+        try:
+            after_rgb = self._rgb(after)
+        except ImageConversionError as exc:
+            self._publish_uncertain(command_id, start.action, f"after frame: {exc}", start, end.stamp_ns)
+            return
+        before_embedding = pending.before_embedding or runtime.embed(pending.before_rgb)
+        result = runtime.compare(before_embedding, runtime.embed(after_rgb))
+        meta = runtime.metadata
+        decision = verify_effect(start.action, result.class_names, result.scores, result.effect_magnitude,
+                                 meta.calibration)
+        header = after.message.header
+        rec = ActionRecognition()
+        rec.header.stamp, rec.header.frame_id = header.stamp, header.frame_id
+        rec.command_id, rec.action, rec.confidence = command_id, result.action, result.confidence
+        rec.class_names, rec.scores = list(result.class_names), [float(s) for s in result.scores]
+        rec.before_stamp, rec.after_stamp = pending.before.message.header.stamp, header.stamp
+        rec.effect_magnitude = float(result.effect_magnitude)
+        rec.changed_patches = [int(i) for i in result.changed_patches]
+        rec.patch_grid_rows, rec.patch_grid_cols = result.grid_size
+        self.recognition_pub.publish(rec)
+        ver = self._verification(command_id, start.action, decision.observed_action, decision.verdict,
+                                 decision.confidence, decision.reason, start, end.stamp_ns)
+        ver.header.stamp, ver.header.frame_id = header.stamp, header.frame_id
+        self.verification_pub.publish(ver)
+        self._latency_s.append(time.monotonic() - pending.finished_wall)
+        if self._p("publish_overlay") and self.overlay_pub.get_subscription_count() > 0:
+            overlay = render_overlay(pending.before_rgb, after_rgb, result.grid_size, result.changed_patches,
+                                     f"{command_id}: {start.action} -> {decision.observed_action} "
+                                     f"({decision.confidence:.2f}) {decision.verdict.name}")
+            img = Image(header=header, **rgb_to_image_fields(overlay))
+            self.overlay_pub.publish(img)
+
+    def _verification(self, command_id: str, commanded: str, observed: str, verdict: Verdict, confidence: float,
+                      reason: str, start: CommandEvent | None, end_ns: int) -> EffectVerification:
+        msg = EffectVerification()
+        msg.command_id, msg.commanded_action, msg.observed_action = command_id, commanded, observed
+        msg.verdict, msg.verdict_name = int(verdict), verdict.name.lower()
+        msg.confidence, msg.reason = float(confidence), reason
+        if start is not None:
+            msg.command_start = to_time(start.stamp_ns)
+        msg.command_end = to_time(end_ns)
+        return msg
+
+    def _publish_uncertain(self, command_id: str, commanded: str, reason: str, start: CommandEvent | None,
+                           end_ns: int) -> None:
+        msg = self._verification(command_id, commanded, "", Verdict.UNCERTAIN, 0.0, reason, start, end_ns)
+        msg.header.stamp = to_time(end_ns)
+        self.verification_pub.publish(msg)
+        self.get_logger().warning(f"{command_id}: UNCERTAIN: {reason}")
+
+    # ---------------------------------------------------------------- diagnostics
+    def _publish_diagnostics(self) -> None:
+        stats = self.buffer.stats()
+        now = time.monotonic()
+        recent = [t for t in self._rate_window if now - t < 5.0]
+        rate = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else 0.0
+        cost = sorted(self._callback_cost_s)
+        latency = sorted(self._latency_s)
+
+        def pct(values: list[float], q: float) -> str:
+            return f"{values[min(len(values) - 1, int(q * len(values)))] * 1000:.2f}" if values else "nan"
+
+        meta = self.runtime.metadata if self.runtime else None
+        status = DiagnosticStatus(name=f"{self.get_name()}: effect verification", hardware_id="cde")
+        status.level = DiagnosticStatus.OK if self.runtime else DiagnosticStatus.WARN
+        status.message = "ok" if self.runtime else f"no model: {self.model_error}"
+        values = {
+            "input_rate_hz": f"{rate:.2f}", "frames_received": str(self._frames_in),
+            "buffer_frames": str(stats.count), "buffer_mb": f"{stats.bytes / 2**20:.1f}",
+            "buffer_span_s": f"{stats.span_s:.2f}", "buffer_dropped": str(stats.dropped),
+            "buffer_evicted": str(stats.evicted), "open_commands": str(self.tracker.open_count()),
+            "image_callback_ms_p50": pct(cost, 0.5), "image_callback_ms_p99": pct(cost, 0.99),
+            "latency_ms_p50": pct(latency, 0.5), "latency_ms_p99": pct(latency, 0.99),
+            "backend": meta.backend if meta else "none", "precision": meta.precision if meta else "none",
+            "providers": ",".join(meta.providers) if meta else "", "last_error": self._last_error,
+        }
+        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self.diagnostics_pub.publish(array)
+
+
+def main(args: list[str] | None = None) -> None:
+    rclpy.init(args=args)
+    node = PerceptionNode()
+    executor = MultiThreadedExecutor(num_threads=3)
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node._teardown()
+        executor.shutdown()
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""FrameBuffer: lookups by header stamp, bounds by seconds and bytes, out-of-order inserts."""
+from __future__ import annotations
+
+import threading
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cde_ros.frame_buffer import FrameBuffer
+
+S = 1_000_000_000
+
+
+def test_before_and_first_after() -> None:
+    buf = FrameBuffer(10.0, 10_000)
+    for t in (1, 2, 3):
+        buf.add(t * S, f"f{t}", 10)
+    assert buf.before(2 * S).message == "f2"  # at or before
+    assert buf.before(int(2.5 * S)).message == "f2"
+    assert buf.before(S - 1) is None
+    assert buf.first_after(int(2.5 * S)).message == "f3"
+    assert buf.first_after(3 * S).message == "f3"  # at or after
+    assert buf.first_after(3 * S + 1) is None
+
+
+def test_out_of_order_frames_are_placed_by_stamp() -> None:
+    buf = FrameBuffer(10.0, 10_000)
+    for t in (1, 3, 2):
+        buf.add(t * S, f"f{t}", 10)
+    assert buf.first_after(int(1.5 * S)).message == "f2"
+
+
+def test_time_bound_evicts_old_frames_and_refuses_stale_ones() -> None:
+    buf = FrameBuffer(2.0, 10_000)
+    for t in range(10):
+        buf.add(t * S, t, 10)
+    stats = buf.stats()
+    assert buf.oldest_stamp() == 7 * S and stats.count == 3 and stats.evicted == 7
+    assert not buf.add(1 * S, "late", 10)
+    assert buf.stats().dropped == 1
+
+
+def test_byte_bound_and_oversized_frame() -> None:
+    buf = FrameBuffer(100.0, 35)
+    for t in range(5):
+        buf.add(t * S, t, 10)
+    assert buf.stats().bytes <= 35 and buf.stats().count == 3
+    assert not buf.add(9 * S, "huge", 36)
+    assert buf.stats().dropped == 1
+
+
+def test_same_stamp_replaces() -> None:
+    buf = FrameBuffer(10.0, 1000)
+    buf.add(S, "a", 10)
+    buf.add(S, "b", 20)
+    assert buf.before(S).message == "b" and buf.stats().bytes == 20 and buf.stats().replaced == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 50 * S), st.integers(1, 400)), max_size=60),
+       st.floats(0.5, 20.0), st.integers(100, 5000))
+def test_bounds_hold_for_any_sequence(frames: list[tuple[int, int]], seconds: float, max_bytes: int) -> None:
+    buf = FrameBuffer(seconds, max_bytes)
+    for stamp, size in frames:
+        buf.add(stamp, None, size)
+        stats = buf.stats()
+        assert stats.bytes <= max_bytes
+        assert stats.span_s <= seconds + 1e-9
+        newest, oldest = buf.latest_stamp(), buf.oldest_stamp()
+        if newest is not None:
+            assert buf.before(newest).stamp_ns == newest and buf.first_after(oldest).stamp_ns == oldest
+
+
+def test_concurrent_adds_and_reads() -> None:
+    buf = FrameBuffer(1000.0, 10**9)
+
+    def writer(offset: int) -> None:
+        for t in range(2000):
+            buf.add((t * 2 + offset) * 1000, t, 1)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in (0, 1)]
+    for th in threads:
+        th.start()
+    for _ in range(2000):
+        buf.before(10**6)
+    for th in threads:
+        th.join()
+    assert buf.stats().count == 4000

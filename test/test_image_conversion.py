@@ -1,0 +1,98 @@
+"""Image conversion from sensor_msgs fields: every encoding, row padding, endianness, bad input."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cde_ros.image_conversion import ENCODINGS, ImageConversionError, compressed_to_rgb, image_to_rgb
+
+RGB_ORDER = {"rgb8": [0, 1, 2], "bgr8": [2, 1, 0], "rgba8": [0, 1, 2, 3], "bgra8": [2, 1, 0, 3]}
+
+
+def _pack(rgb: np.ndarray, encoding: str, padding: int) -> tuple[bytes, int]:
+    """Lay out an RGB(A) image as `encoding` rows with `padding` extra bytes per row."""
+    height, width = rgb.shape[:2]
+    if encoding in ("rgba8", "bgra8"):
+        rgb = np.concatenate([rgb, np.full((height, width, 1), 255, np.uint8)], axis=2)
+        pixels = rgb[:, :, [0, 1, 2, 3] if encoding == "rgba8" else [2, 1, 0, 3]]
+    else:
+        pixels = rgb[:, :, RGB_ORDER[encoding]]
+    rows = pixels.reshape(height, -1)
+    padded = np.concatenate([rows, np.full((height, padding), 7, np.uint8)], axis=1)
+    return padded.tobytes(), padded.shape[1]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(1, 24), st.integers(1, 24), st.sampled_from(["rgb8", "bgr8", "rgba8", "bgra8"]),
+       st.integers(0, 9), st.integers(0, 2**31 - 1))
+def test_colour_round_trip(width: int, height: int, encoding: str, padding: int, seed: int) -> None:
+    rgb = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    data, step = _pack(rgb, encoding, padding)
+    np.testing.assert_array_equal(image_to_rgb(width, height, encoding, step, False, data), rgb)
+
+
+@pytest.mark.parametrize("bigendian", [False, True])
+@pytest.mark.parametrize("encoding", ["mono16", "16UC1"])
+def test_16bit_endianness_and_step(encoding: str, bigendian: bool) -> None:
+    values = np.array([[0, 1000, 65535], [256, 512, 30000]], dtype=np.uint16)
+    data = values.astype(">u2" if bigendian else "<u2").tobytes()
+    padded = b"".join(data[r * 6:(r + 1) * 6] + b"\0\0" for r in range(2))
+    out = image_to_rgb(3, 2, encoding, 8, bigendian, padded)
+    assert out.shape == (2, 3, 3) and np.all(out[..., 0] == out[..., 1])
+    if encoding == "mono16":
+        np.testing.assert_array_equal(out[..., 0], values >> 8)
+    else:  # depth: min-max scaled
+        assert out[0, 0, 0] == 0 and out[0, 2, 0] == 255
+
+
+def test_float_depth_with_nan_and_inf() -> None:
+    values = np.array([[np.nan, 1.0, 2.0], [np.inf, 3.0, -np.inf]], dtype=np.float32)
+    out = image_to_rgb(3, 2, "32FC1", 12, False, values.tobytes())
+    assert out[0, 0, 0] == 0 and out[1, 0, 0] == 0 and out[0, 1, 0] == 0 and out[1, 1, 0] == 255
+    all_nan = np.full((2, 2), np.nan, np.float32)
+    assert image_to_rgb(2, 2, "32FC1", 8, False, all_nan.tobytes()).max() == 0
+
+
+def test_mono8() -> None:
+    gray = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    out = image_to_rgb(4, 3, "mono8", 4, False, gray.tobytes())
+    np.testing.assert_array_equal(out[..., 2], gray)
+
+
+@pytest.mark.parametrize("args, match", [
+    ((4, 3, "yuv422", 8, False, b"\0" * 24), "unsupported encoding"),
+    ((4, 3, "rgb8", 11, False, b"\0" * 36), "step 11 <"),
+    ((4, 3, "rgb8", 12, False, b"\0" * 30), "bytes"),
+    ((0, 3, "rgb8", 0, False, b""), "no pixels"),
+    ((100_000, 100_000, "rgb8", 300_000, False, b""), "exceeds"),
+])
+def test_bad_images_raise_specific_errors(args: tuple, match: str) -> None:
+    with pytest.raises(ImageConversionError, match=match):
+        image_to_rgb(*args)
+
+
+def test_compressed_png_and_jpeg_and_garbage() -> None:
+    from PIL import Image
+
+    rgb = np.random.default_rng(0).integers(0, 256, (8, 10, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    np.testing.assert_array_equal(compressed_to_rgb("png", buf.getvalue()), rgb)
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG")
+    assert compressed_to_rgb("jpeg", buf.getvalue()).shape == (8, 10, 3)
+    with pytest.raises(ImageConversionError, match="does not decode"):
+        compressed_to_rgb("jpeg", b"\xff\xd8 not really a jpeg")
+    with pytest.raises(ImageConversionError, match="no data"):
+        compressed_to_rgb("jpeg", b"")
+
+
+def test_every_listed_encoding_converts() -> None:
+    for encoding, (channels, kind, _) in ENCODINGS.items():
+        itemsize = np.dtype(kind).itemsize
+        out = image_to_rgb(2, 2, encoding, 2 * channels * itemsize, False, b"\x01" * (4 * channels * itemsize))
+        assert out.shape == (2, 2, 3) and out.dtype == np.uint8, encoding
