@@ -110,6 +110,7 @@ class PerceptionNode(LifecycleNode):
         self.buffer = FrameBuffer(self._p("buffer_seconds"), int(self._p("buffer_max_mb") * 1024 * 1024))
         self.tracker = CommandTracker()
         self._pending: dict[str, _Pending] = {}
+        self._starting: list[str] = []
         self._finishing: list[str] = []
         image_group, command_group = MutuallyExclusiveCallbackGroup(), MutuallyExclusiveCallbackGroup()
         timer_group = MutuallyExclusiveCallbackGroup()
@@ -235,6 +236,7 @@ class PerceptionNode(LifecycleNode):
                     self._handle_event(payload)
                 elif kind == "invalid":
                     self._publish_uncertain(payload[0], payload[1], payload[2], None, payload[3])
+                self._poll_starting()
                 self._poll_finishing()
             except Exception as exc:  # noqa: BLE001 - the worker must survive anything one command does
                 self._last_error = f"{type(exc).__name__}: {exc}"
@@ -255,7 +257,8 @@ class PerceptionNode(LifecycleNode):
                 return
             pending = _Pending(start=event)
             self._pending[event.command_id] = pending
-            self._take_before(pending)
+            self._starting.append(event.command_id)
+            self._poll_starting()
             return
         pair = self.tracker.finish(event)
         pending = self._pending.pop(event.command_id, None) or _Pending(start=pair.start)
@@ -264,6 +267,23 @@ class PerceptionNode(LifecycleNode):
             pending.problem = pending.problem or pair.problem
         self._pending[event.command_id] = pending
         self._finishing.append(event.command_id)
+
+    def _poll_starting(self) -> None:
+        """Take each before frame once the camera has delivered a frame at or after the start (frames
+        of one topic arrive in order, so nothing older is still in flight), or after a short wait."""
+        latest = self.buffer.latest_stamp()
+        still: list[str] = []
+        for command_id in self._starting:
+            pending = self._pending.get(command_id)
+            if pending is None or pending.start is None:
+                continue
+            waited = time.monotonic() - pending.received_wall
+            if (latest is not None and latest >= pending.start.stamp_ns) or waited > self._p("after_frame_timeout") \
+                    or pending.end is not None:
+                self._take_before(pending)
+            else:
+                still.append(command_id)
+        self._starting = still
 
     def _take_before(self, pending: _Pending) -> None:
         """Embed the before frame now, while the arm moves, so only the after frame waits at the end."""
@@ -291,6 +311,9 @@ class PerceptionNode(LifecycleNode):
             pending = self._pending[command_id]
             end = pending.end
             assert end is not None
+            if command_id in self._starting:
+                still.append(command_id)
+                continue
             if pending.problem:
                 self._pending.pop(command_id)
                 self._publish_uncertain(command_id, self._action_of(pending), pending.problem, pending.start, end.stamp_ns)

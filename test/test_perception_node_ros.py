@@ -1,0 +1,219 @@
+"""The real perception node in its own process, driven over DDS (localhost, its own domain)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cde_core.checkpoint import ModelMeta, save_checkpoint
+from cde_core.export.onnx_export import export_onnx
+from cde_core.models import create_model
+from cde_core.preprocessing import Preprocessing
+from cde_core.runtime import load_runtime
+from cde_core.verification import Calibration
+from ros_harness import REPO_ROOT, TestNode, fresh_domain, start_node, stop_node, wait_for
+
+pytestmark = pytest.mark.ros
+S = 1_000_000_000
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("model")
+    torch.manual_seed(0)
+    model = create_model("cde", num_classes=3, backbone="cde_vit_test", img_size=32, latent_dim=16)
+    meta = ModelMeta(model.config, ["close", "none", "open"], Preprocessing(img_size=32),
+                     Calibration(no_effect_magnitude=0.0, min_confidence=0.0))
+    return export_onnx(save_checkpoint(tmp / "m.safetensors", model, meta), tmp / "m.onnx").index
+
+
+def _frame(value: int, stamp_ns: int):
+    from sensor_msgs.msg import Image
+
+    rng = np.random.default_rng(value)
+    rgb = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    msg = Image(height=24, width=32, encoding="rgb8", step=96, data=rgb.tobytes())
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, S)
+    msg.header.frame_id = "test_cam"
+    return msg, rgb
+
+
+class Harness:
+    def __init__(self, model: str, tmp: Path, extra: list[str] = ()) -> None:
+        from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_action_status_default
+
+        from action_msgs.msg import GoalStatusArray
+        from cde_ros.msg import ActionRecognition, EffectVerification, ManipulatorCommand
+        from sensor_msgs.msg import Image
+
+        domain = fresh_domain()
+        self.log = tmp / "node.log"
+        self.proc = start_node("cde_ros.perception_node", domain, [
+            "--params-file", str(REPO_ROOT / "config" / "perception.yaml"), "-p", f"model_path:={model}",
+            "-p", "action_servers:=['/arm/open=open']", "-p", "settle_time:=0.2", "-p", "after_frame_timeout:=2.0",
+            "-r", "__node:=cde_perception", *extra], self.log)
+        self.t = TestNode("perception_test")
+        reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        self.image_pub = self.t.node.create_publisher(Image, "image", 10)
+        self.command_pub = self.t.node.create_publisher(ManipulatorCommand, "commands", reliable)
+        self.status_pub = self.t.node.create_publisher(GoalStatusArray, "/arm/open/_action/status",
+                                                       qos_profile_action_status_default)
+        self.recognitions = self.t.collect(ActionRecognition, "/cde_perception/action_recognition", reliable)
+        self.verifications = self.t.collect(EffectVerification, "/cde_perception/effect_verification", reliable)
+        wait_for(lambda: self.command_pub.get_subscription_count() > 0 and self.image_pub.get_subscription_count() > 0,
+                 15, "the node's subscriptions")
+        self._prime()
+
+    def _prime(self) -> None:
+        """Best-effort images published before both sides have matched are lost: publish old-stamped
+        frames until the node's diagnostics count one (then the image path is up)."""
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        diagnostics = self.t.collect(DiagnosticArray, "/diagnostics")
+
+        def frames_received() -> int:
+            values = [{kv.key: kv.value for kv in s.values} for d in list(diagnostics) for s in d.status]
+            return max([int(v.get("frames_received", 0)) for v in values], default=0)
+
+        deadline = time.monotonic() + 15
+        while frames_received() == 0 and time.monotonic() < deadline:
+            self.image_pub.publish(_frame(0, time.time_ns() - 3000 * S)[0])
+            time.sleep(0.1)
+        assert frames_received() > 0, "the node never counted a frame"
+
+    def command(self, cid: str, action: str, phase: int, stamp_ns: int) -> None:
+        from cde_ros.msg import ManipulatorCommand
+
+        msg = ManipulatorCommand(command_id=cid, action=action, phase=phase)
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, S)
+        self.command_pub.publish(msg)
+
+    def verification(self, cid: str, timeout: float = 10.0):
+        wait_for(lambda: any(v.command_id == cid for v in self.verifications), timeout, f"verification of {cid}")
+        return next(v for v in self.verifications if v.command_id == cid)
+
+    def close(self) -> None:
+        self.t.close()
+        stop_node(self.proc)
+
+
+@pytest.fixture(scope="module")
+def harness(model_path: Path, tmp_path_factory: pytest.TempPathFactory):
+    h = Harness(str(model_path), tmp_path_factory.mktemp("node"))
+    yield h
+    h.close()
+
+
+def _publish_frames(h: Harness, base_ns: int, count: int, seed: int) -> dict[int, np.ndarray]:
+    frames = {}
+    for i in range(count):
+        stamp = base_ns + i * 100_000_000  # 10 Hz by header stamp
+        msg, rgb = _frame(seed + i, stamp)
+        frames[stamp] = rgb
+        h.image_pub.publish(msg)
+        time.sleep(0.01)
+    return frames
+
+
+def test_topic_command_pairs_frames_by_stamp_and_matches_the_model(harness: Harness, model_path: Path) -> None:
+    base = time.time_ns()
+    frames = _publish_frames(harness, base, 20, seed=100)
+    start, end = base + 450_000_000, base + 1_000_000_000  # before = frame 4; after = first >= end + 0.2 s
+    harness.command("c-topic", "open", 0, start)
+    harness.command("c-topic", "", 1, end)
+    ver = harness.verification("c-topic")
+    wait_for(lambda: any(r.command_id == "c-topic" for r in harness.recognitions), 5, "recognition")
+    rec = next(r for r in harness.recognitions if r.command_id == "c-topic")
+    before_ns, after_ns = base + 400_000_000, base + 1_200_000_000
+    assert rec.before_stamp.sec * S + rec.before_stamp.nanosec == before_ns
+    assert rec.after_stamp.sec * S + rec.after_stamp.nanosec == after_ns
+    assert rec.header.stamp == rec.after_stamp and rec.header.frame_id == "test_cam"
+    assert ver.header.stamp == rec.after_stamp
+    assert ver.command_start.sec * S + ver.command_start.nanosec == start
+    assert ver.command_end.sec * S + ver.command_end.nanosec == end
+    # The node's scores are what the same model gives on the same two frames.
+    rt = load_runtime(model_path)
+    expected = rt.compare(rt.embed(frames[before_ns]), rt.embed(frames[after_ns]))
+    np.testing.assert_allclose(rec.scores, expected.scores, atol=1e-5)
+    assert rec.action == expected.action and set(rec.changed_patches) == set(expected.changed_patches.tolist())
+    assert (rec.patch_grid_rows, rec.patch_grid_cols) == (4, 4)
+    assert ver.observed_action == expected.action and ver.commanded_action == "open"
+    assert ver.verdict_name == ("succeeded" if expected.action == "open" else "failed" if expected.action != "none"
+                                else "no_effect")
+
+
+def test_action_server_status_drives_a_command(harness: Harness) -> None:
+    from action_msgs.msg import GoalStatus, GoalStatusArray
+
+    base = time.time_ns()
+    goal = bytes(range(16))
+    status = GoalStatus(status=GoalStatus.STATUS_EXECUTING)
+    status.goal_info.goal_id.uuid = list(goal)
+    status.goal_info.stamp.sec, status.goal_info.stamp.nanosec = divmod(base + 250_000_000, S)
+    _publish_frames(harness, base, 5, seed=300)
+    harness.status_pub.publish(GoalStatusArray(status_list=[status]))
+    time.sleep(0.3)
+    status.status = GoalStatus.STATUS_SUCCEEDED
+    harness.status_pub.publish(GoalStatusArray(status_list=[status]))
+    _publish_frames(harness, time.time_ns() + 300_000_000, 10, seed=400)
+    ver = harness.verification(f"/arm/open/{goal.hex()}")
+    assert ver.commanded_action == "open" and ver.verdict_name != "uncertain", ver.reason
+
+
+def test_missing_before_frame_is_uncertain_with_reason(harness: Harness) -> None:
+    long_ago = time.time_ns() - 3600 * S
+    harness.command("c-old", "open", 0, long_ago)
+    harness.command("c-old", "", 1, long_ago + S)
+    ver = harness.verification("c-old")
+    assert ver.verdict_name == "uncertain" and "no camera frame" in ver.reason
+
+
+def test_after_frame_deadline_and_orphan_finish(harness: Harness) -> None:
+    base = time.time_ns()
+    _publish_frames(harness, base, 3, seed=500)
+    harness.command("c-late", "open", 0, base + 150_000_000)
+    harness.command("c-late", "", 1, base + 60 * S)  # no frame will ever come after this
+    ver = harness.verification("c-late", timeout=10)
+    assert ver.verdict_name == "uncertain" and "within" in ver.reason
+    harness.command("c-orphan", "", 1, base + S)
+    assert "without STARTED" in harness.verification("c-orphan").reason
+
+
+def test_parameter_change_rejected(harness: Harness) -> None:
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    client = harness.t.node.create_client(SetParameters, "/cde_perception/set_parameters")
+    assert client.wait_for_service(timeout_sec=10)
+    bad = Parameter(name="settle_time", value=ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=-1.0))
+    good = Parameter(name="settle_time", value=ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=0.2))
+    future = client.call_async(SetParameters.Request(parameters=[bad, good]))
+    wait_for(future.done, 10, "set_parameters")
+    bad_result, good_result = future.result().results
+    assert not bad_result.successful and "must be in" in bad_result.reason
+    assert good_result.successful
+
+
+def test_missing_model_fails_activation_and_node_stays_up(tmp_path: Path) -> None:
+    from lifecycle_msgs.srv import GetState
+
+    h = Harness(str(tmp_path / "missing.onnx"), tmp_path)
+    try:
+        client = h.t.node.create_client(GetState, "/cde_perception/get_state")
+        assert client.wait_for_service(timeout_sec=10)
+        future = client.call_async(GetState.Request())
+        wait_for(future.done, 10, "get_state")
+        assert future.result().current_state.label == "inactive"
+        base = time.time_ns()
+        _publish_frames(h, base, 12, seed=700)
+        h.command("c-nomodel", "open", 0, base + 150_000_000)
+        h.command("c-nomodel", "", 1, base + 400_000_000)
+        ver = h.verification("c-nomodel")
+        assert ver.verdict_name == "uncertain" and "no model loaded" in ver.reason and "does not exist" in ver.reason
+        assert h.proc.poll() is None
+    finally:
+        h.close()
+    assert "activation failed" in h.log.read_text()
