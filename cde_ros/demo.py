@@ -52,7 +52,7 @@ def ensure_onnx(model: Path, out_dir: Path) -> Path:
     return onnx_index
 
 
-def run_demo(model: Path, episodes: int, out_dir: Path, timeout_s: float) -> dict[str, Any]:
+def run_demo(model: Path, episodes: int, out_dir: Path, timeout_s: float, image_size: int = 96) -> dict[str, Any]:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
@@ -74,7 +74,8 @@ def run_demo(model: Path, episodes: int, out_dir: Path, timeout_s: float) -> dic
         env=env, stdout=logs["perception"], stderr=subprocess.STDOUT)
     robot = subprocess.Popen(
         [sys.executable, "-m", "cde_ros.sim_robot_node", "--ros-args", "-p", f"episodes:={episodes}",
-         "-p", "tasks:=demo", "-p", "start_delay_s:=4.0", "-r", "__node:=sim_robot"],
+         "-p", "tasks:=demo", "-p", "start_delay_s:=4.0", "-p", f"image_size:={image_size}",
+         "-r", "__node:=sim_robot"],
         env=env, stdout=logs["robot"], stderr=subprocess.STDOUT)
     rclpy.init()
     node = Node("cde_demo_monitor")
@@ -89,11 +90,13 @@ def run_demo(model: Path, episodes: int, out_dir: Path, timeout_s: float) -> dic
     start = time.monotonic()
     print(f"{'command':<44} {'commanded':>9} {'truth':>7} {'recognised':>15} {'verdict':>10} {'ok':>3} {'latency':>8}")
 
-    def report() -> None:
+    def report(final: bool = False) -> None:
         with lock:
             for cid in list(verdicts):
                 if cid in printed or cid not in truths:
                     continue
+                if verdicts[cid]["verdict"] != "uncertain" and cid not in recognitions and not final:
+                    continue  # the recognition travels on another topic and may arrive a moment later
                 printed.add(cid)
                 t, v = truths[cid], verdicts[cid]
                 r = recognitions.get(cid)
@@ -121,7 +124,9 @@ def run_demo(model: Path, episodes: int, out_dir: Path, timeout_s: float) -> dic
     def on_recognition(msg: ActionRecognition) -> None:
         with lock:
             recognitions[msg.command_id] = {"action": msg.action, "confidence": msg.confidence,
+                                            "effect_magnitude": msg.effect_magnitude,
                                             "patches": list(msg.changed_patches)}
+        report()
 
     def on_overlay(msg: Image) -> None:
         if len(overlays) < 6:
@@ -147,7 +152,7 @@ def run_demo(model: Path, episodes: int, out_dir: Path, timeout_s: float) -> dic
         settle_until = time.monotonic() + 5.0
         while len(verdicts.keys() & truths.keys()) < len(truths) and time.monotonic() < settle_until:
             executor.spin_once(timeout_sec=0.2)
-        report()
+        report(final=True)
     finally:
         for proc in (robot, perception):
             if proc.poll() is None:
@@ -211,11 +216,12 @@ def main() -> int:
     parser.add_argument("--episodes", type=int, default=24)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "demo")
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--image-size", type=int, default=96, help="camera resolution (the demo model saw 96 px)")
     args = parser.parse_args()
     if not args.model.exists():
         print(f"no model at {args.model}: train one with scripts/train_demo_model.sh", file=sys.stderr)
         return 2
-    summary = run_demo(args.model, args.episodes, args.out, args.timeout)
+    summary = run_demo(args.model, args.episodes, args.out, args.timeout, args.image_size)
     print("\nsummary:")
     for key, value in summary.items():
         print(f"  {key}: {value}")
