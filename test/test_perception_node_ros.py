@@ -165,9 +165,10 @@ def test_action_server_status_drives_a_command(harness: Harness) -> None:
 
 def test_missing_before_frame_is_uncertain_with_reason(harness: Harness) -> None:
     long_ago = time.time_ns() - 3600 * S
-    harness.command("c-old", "open", 0, long_ago)
-    harness.command("c-old", "", 1, long_ago + S)
-    ver = harness.verification("c-old")
+    cid = f"c-old-{long_ago}"
+    harness.command(cid, "open", 0, long_ago)
+    harness.command(cid, "", 1, long_ago + S)
+    ver = harness.verification(cid)
     assert ver.verdict_name == "uncertain" and "no camera frame" in ver.reason
 
 
@@ -217,3 +218,37 @@ def test_missing_model_fails_activation_and_node_stays_up(tmp_path: Path) -> Non
     finally:
         h.close()
     assert "activation failed" in h.log.read_text()
+
+
+def test_bad_images_and_commands_give_reasons_and_the_node_survives(harness: Harness) -> None:
+    from sensor_msgs.msg import Image
+
+    from cde_ros.msg import ManipulatorCommand
+
+    base = time.time_ns()
+    bad = [dict(encoding="yuv422", step=64), dict(encoding="rgb8", step=10), dict(encoding="rgb8", step=96, data=b"x")]
+    cids = []
+    for i, fields in enumerate(bad):
+        stamp = base + i * S
+        msg = Image(height=24, width=32, encoding=fields["encoding"], step=fields["step"],
+                    data=fields.get("data", bytes(24 * 96)))
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, S)
+        harness.image_pub.publish(msg)
+        time.sleep(0.05)
+        cid = f"c-bad-{i}"
+        harness.command(cid, "open", 0, stamp + 1)
+        harness.command(cid, "", 1, stamp + 2)
+        cids.append(cid)
+    harness.command("", "open", 0, base)  # no id: logged and ignored
+    bad_phase = ManipulatorCommand(command_id="c-phase", action="open", phase=9)
+    bad_phase.header.stamp.sec = 5
+    harness.command_pub.publish(bad_phase)
+    # frames after the commands, so the after-frame lookups resolve (to the next bad frame or these)
+    _publish_frames(harness, base + 3 * S, 5, seed=900)
+    reasons = [harness.verification(cid).reason for cid in cids]
+    assert all(harness.verification(cid).verdict_name == "uncertain" for cid in cids)
+    assert "unsupported encoding" in reasons[0] and "step" in reasons[1] and "bytes" in reasons[2]
+    assert "unknown phase" in harness.verification("c-phase").reason
+    assert harness.proc.poll() is None
+    # and it still works afterwards
+    test_missing_before_frame_is_uncertain_with_reason(harness)

@@ -1,0 +1,168 @@
+"""Drive the perception node under load and report what a robot would care about.
+
+A publisher sends 1280x720 rgb8 frames at 30 Hz and a command every 2 s to the real node (its own
+process, DDS on localhost, its own domain) for a fixed time. Reported: image-callback cost (the node's
+own measurement, from /diagnostics), frames dropped by its buffer, FINISHED -> EffectVerification
+latency (median, p99, and per minute), lost verifications, and the node's resident memory at start
+and end. Used as the node part of `cde bench` and as the soak test (`--seconds 600`).
+
+    python bench/node_load.py --seconds 60 --model models/demo/cde_demo.safetensors --out runs/bench/node_load.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "test"))
+sys.path.insert(0, str(ROOT))
+
+S = 1_000_000_000
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run(model: Path, seconds: float, rate_hz: float, command_period: float, width: int, height: int,
+        out: Path | None) -> dict:
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from ros_harness import TestNode, fresh_domain, start_node, stop_node, wait_for
+    from sensor_msgs.msg import Image
+
+    from cde_ros.demo import ensure_onnx
+    from cde_ros.msg import EffectVerification, ManipulatorCommand
+
+    work = (out.parent if out else ROOT / "runs" / "bench")
+    work.mkdir(parents=True, exist_ok=True)
+    onnx_index = ensure_onnx(model, work) if model.suffix == ".safetensors" else model
+    domain = fresh_domain()
+    proc = start_node("cde_ros.perception_node", domain, [
+        "--params-file", str(ROOT / "config" / "perception.yaml"), "-p", f"model_path:={onnx_index}",
+        "-p", "buffer_seconds:=4.0", "-p", "buffer_max_mb:=512.0", "-p", "settle_time:=0.2",
+        "-r", "__node:=cde_perception"], work / "node_load_node.log")
+    t = TestNode("cde_load")
+    reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+    image_pub = t.node.create_publisher(Image, "image", 5)
+    command_pub = t.node.create_publisher(ManipulatorCommand, "commands", reliable)
+    verifications = t.collect(EffectVerification, "/cde_perception/effect_verification", reliable)
+    diagnostics = t.collect(DiagnosticArray, "/diagnostics")
+    rng = np.random.default_rng(0)
+    base_frames = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8).tobytes() for _ in range(4)]
+    try:
+        wait_for(lambda: image_pub.get_subscription_count() > 0 and command_pub.get_subscription_count() > 0, 20,
+                 "the node")
+        wait_for(lambda: len(diagnostics) > 0, 20, "diagnostics")
+        # Warm up: fill the frame buffer (4 s) first, so memory growth measures leaks, not the buffer filling.
+        warm_end = time.monotonic() + 6.0
+        while time.monotonic() < warm_end:
+            msg = Image(height=height, width=width, encoding="rgb8", step=width * 3, data=base_frames[0])
+            msg.header.stamp = t.node.get_clock().now().to_msg()
+            image_pub.publish(msg)
+            time.sleep(1.0 / rate_hz)
+        rss_start = rss_mb(proc.pid)
+        sent: dict[str, float] = {}
+        received_at: dict[str, float] = {}
+        start = time.monotonic()
+        next_frame, next_command, index = start, start + 1.0, 0
+        open_cmd: tuple[str, int] | None = None
+        while time.monotonic() - start < seconds:
+            now = time.monotonic()
+            if now >= next_frame:
+                msg = Image(height=height, width=width, encoding="rgb8", step=width * 3,
+                            data=base_frames[int(now * rate_hz) % len(base_frames)])
+                msg.header.stamp = t.node.get_clock().now().to_msg()
+                msg.header.frame_id = "load_cam"
+                image_pub.publish(msg)
+                next_frame += 1.0 / rate_hz
+            if now >= next_command:
+                stamp = t.node.get_clock().now().nanoseconds
+                if open_cmd is None:
+                    cid = f"load-{index:05d}"
+                    command_pub.publish(_command(ManipulatorCommand, cid, "open", 0, stamp))
+                    open_cmd = (cid, stamp)
+                    next_command += command_period / 2
+                else:
+                    command_pub.publish(_command(ManipulatorCommand, open_cmd[0], "", 1, stamp))
+                    sent[open_cmd[0]] = time.monotonic()
+                    open_cmd, index = None, index + 1
+                    next_command += command_period / 2
+            for v in list(verifications):
+                received_at.setdefault(v.command_id, time.monotonic())
+            time.sleep(max(0.0, min(next_frame, next_command) - time.monotonic()))
+        deadline = time.monotonic() + 10
+        while len(set(sent) - {v.command_id for v in verifications}) and time.monotonic() < deadline:
+            for v in list(verifications):
+                received_at.setdefault(v.command_id, time.monotonic())
+            time.sleep(0.05)
+        rss_end = rss_mb(proc.pid)
+        for v in list(verifications):
+            received_at.setdefault(v.command_id, time.monotonic())
+        latencies = np.array([received_at[c] - sent[c] for c in sent if c in received_at]) * 1000
+        verdicts = {}
+        for v in verifications:
+            verdicts[v.verdict_name] = verdicts.get(v.verdict_name, 0) + 1
+        last = {kv.key: kv.value for kv in diagnostics[-1].status[0].values}
+        per_minute = []
+        for minute in range(int(np.ceil(seconds / 60))):
+            window = [received_at[c] - sent[c] for c in sent if c in received_at
+                      and minute * 60 <= sent[c] - start < (minute + 1) * 60]
+            if window:
+                per_minute.append(round(float(np.percentile(np.array(window) * 1000, 99)), 1))
+        result = {
+            "seconds": seconds, "frame_rate_hz": rate_hz, "frame_size": f"{width}x{height} rgb8",
+            "commands_finished": len(sent), "verifications": len(set(received_at) & set(sent)),
+            "lost_verifications": len(set(sent) - set(received_at)), "verdicts": verdicts,
+            "latency_ms_p50": round(float(np.percentile(latencies, 50)), 1) if latencies.size else None,
+            "latency_ms_p99": round(float(np.percentile(latencies, 99)), 1) if latencies.size else None,
+            "latency_ms_p99_per_minute": per_minute,
+            "image_callback_ms_p50": float(last.get("image_callback_ms_p50", "nan")),
+            "image_callback_ms_p99": float(last.get("image_callback_ms_p99", "nan")),
+            "node_input_rate_hz": float(last.get("input_rate_hz", "nan")),
+            "frames_received_by_node": int(last.get("frames_received", 0)),
+            "buffer_dropped": int(last.get("buffer_dropped", 0)), "buffer_mb": float(last.get("buffer_mb", 0)),
+            "rss_mb_start": round(rss_start, 1), "rss_mb_end": round(rss_end, 1),
+            "rss_growth_pct": round(100 * (rss_end - rss_start) / rss_start, 2),
+            "note": "latency includes settle_time 0.2 s; demo model via ONNX Runtime, 1 thread; memory after a 6 s warm-up",
+        }
+    finally:
+        t.close()
+        stop_node(proc)
+    if out:
+        out.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def _command(cls, cid: str, action: str, phase: int, stamp_ns: int):
+    msg = cls(command_id=cid, action=action, phase=phase)
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, S)
+    return msg
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=ROOT / "models" / "demo" / "cde_demo.safetensors")
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--rate", type=float, default=30.0)
+    parser.add_argument("--command-period", type=float, default=2.0)
+    parser.add_argument("--width", type=int, default=1280)
+    parser.add_argument("--height", type=int, default=720)
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench" / "node_load.json")
+    args = parser.parse_args()
+    result = run(args.model, args.seconds, args.rate, args.command_period, args.width, args.height, args.out)
+    for key, value in result.items():
+        print(f"{key:>28}: {value}")
+    return 0 if result["lost_verifications"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
