@@ -18,11 +18,18 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -q -c "$ROOT/scripts/constraints.txt")
+mkdir -p "$ROOT/build"
+# pip's output goes to build/pip.log (this machine's pip config adds a warning per missing local index);
+# on failure its tail is shown.
+pip_install() {
+  "${PIP[@]}" "$@" > "$ROOT/build/pip.log" 2>&1 || {
+    grep -v "is ignored: it is neither" "$ROOT/build/pip.log" | tail -30; echo "[setup] pip install failed"; exit 1; }
+}
 
 # 1. torch first, pinned (the pair that imports here; pip takes it from local disk).
 if ! stamp_ok torch "$(hash_of scripts/constraints.txt)"; then
   echo "[setup] installing torch/torchvision (about 1 minute)"
-  "${PIP[@]}" torch==2.14.1 torchvision==0.29.1
+  pip_install torch==2.14.1 torchvision==0.29.1
   stamp_set torch "$(hash_of scripts/constraints.txt)"
 fi
 
@@ -30,7 +37,7 @@ fi
 REQ_HASH="$(hash_of scripts/requirements.txt scripts/constraints.txt)"
 if ! stamp_ok reqs "$REQ_HASH"; then
   echo "[setup] installing Python and ROS 2 wheels"
-  "${PIP[@]}" -r "$ROOT/scripts/requirements.txt"
+  pip_install -r "$ROOT/scripts/requirements.txt"
   stamp_set reqs "$REQ_HASH"
   rm -f "$VENV/.stamp-msgs" "$VENV/.stamp-cde"
 fi
@@ -58,7 +65,7 @@ fi
 CDE_HASH="$(hash_of setup.py pyproject.toml)"
 if ! stamp_ok cde "$CDE_HASH"; then
   echo "[setup] installing cde (editable)"
-  "${PIP[@]}" --no-deps --no-build-isolation -e "$ROOT" --config-settings editable_mode=compat
+  pip_install --no-deps --no-build-isolation -e "$ROOT" --config-settings editable_mode=compat
   stamp_set cde "$CDE_HASH"
 fi
 echo "[setup] ready: $VENV"
