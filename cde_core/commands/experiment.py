@@ -1,0 +1,18 @@
+"""`cde experiment CONFIG --out DIR [key=value ...]`"""
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="experiment YAML (data, splits, seeds, methods, train_config, overrides)")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("overrides", nargs="*", help="training overrides applied to every run")
+
+
+def run(args: argparse.Namespace) -> int:
+    from cde_core.experiment.runner import run_experiment
+
+    results = run_experiment(args.config, args.out, args.overrides)
+    print((__import__("pathlib").Path(args.out) / "results.md").read_text())
+    return 0 if results["runs"] else 1

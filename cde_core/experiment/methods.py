@@ -1,0 +1,18 @@
+"""The methods an experiment compares, as overrides of one base training configuration.
+
+The ablations follow the paper: full (CE + SupCon + L1), without L1, without SupCon, CE only.
+"""
+from __future__ import annotations
+
+METHODS: dict[str, list[str]] = {
+    "before_only": ["model.name=before_only", "loss.contrast=0", "loss.sparsity=0"],
+    "vanilla": ["model.name=vanilla", "loss.contrast=0", "loss.sparsity=0"],
+    "icm": ["model.name=icm", "loss.contrast=0", "loss.sparsity=0", "loss.icm=0.1"],
+    "sms": ["model.name=sms", "loss.contrast=0", "loss.sparsity=0", "loss.sms=0.05"],
+    "cde_global": ["model.name=cde_global"],
+    "cde_patch": ["model.name=cde_patch"],
+    "cde": ["model.name=cde"],
+    "cde_ce_only": ["model.name=cde", "loss.contrast=0", "loss.sparsity=0"],
+    "cde_no_supcon": ["model.name=cde", "loss.contrast=0"],
+    "cde_no_l1": ["model.name=cde", "loss.sparsity=0"],
+}
