@@ -1,0 +1,47 @@
+"""`cde data import BAG... --out DIR`: recorded episode bags -> a pair manifest (no ROS needed)."""
+from __future__ import annotations
+
+import argparse
+import logging
+
+_log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", required=True)
+    imp = sub.add_parser("import", help="bags written by the perception node's recorder -> manifest.jsonl + PNGs",
+                         description="Labels: the latest EpisodeLabel per command id; unlabelled episodes verified "
+                                     "SUCCEEDED take the commanded action; others are skipped unless --weak-labels "
+                                     "(see cde_core/data/bag_import.py).")
+    imp.add_argument("bags", nargs="+", help="bag directories, or directories holding them")
+    imp.add_argument("--out", required=True, help="dataset directory to write")
+    imp.add_argument("--weak-labels", action="store_true",
+                     help="unlabelled, unverified episodes take the model's recognised action")
+    imp.add_argument("--min-confidence", type=float, default=0.0,
+                     help="with --weak-labels: the least recognition confidence kept")
+    imp.add_argument("--labelled-only", action="store_true", help="keep only episodes with an EpisodeLabel")
+    imp.add_argument("--split-seed", type=int, default=0, help="seed of the iid splits")
+    imp.add_argument("--folds", type=int, default=1, help="number of iid_<fold> splits")
+
+
+def run(args: argparse.Namespace) -> int:
+    from cde_core.data.bag_import import BagImportError, LabelPolicy, import_bags
+
+    if args.weak_labels and args.labelled_only:
+        _log.error("--weak-labels and --labelled-only contradict each other; choose one")
+        return 2
+    if not 0.0 <= args.min_confidence <= 1.0 or args.folds < 1:
+        _log.error("--min-confidence must be in [0, 1] and --folds >= 1")
+        return 2
+    policy = LabelPolicy(weak_labels=args.weak_labels, min_confidence=args.min_confidence,
+                         labelled_only=args.labelled_only)
+    try:
+        summary = import_bags(args.bags, args.out, policy, seed=args.split_seed, folds=args.folds)
+    except BagImportError as exc:
+        _log.error(str(exc))
+        return 1
+    if not summary.pairs:
+        _log.warning("no pair was imported: label episodes (EpisodeLabel) or see --weak-labels")
+    print(f"wrote {summary.pairs} pairs from {summary.episodes} episodes in {len(summary.bags)} bag(s) to "
+          f"{args.out}; skipped: {summary.skipped or 'none'}")
+    return 0
