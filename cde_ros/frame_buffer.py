@@ -14,6 +14,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class BufferedFrame:
+    """One stored frame: its header stamp, the untouched message (converted only when used), its size."""
+
     stamp_ns: int
     message: Any
     nbytes: int
@@ -21,16 +23,21 @@ class BufferedFrame:
 
 @dataclass
 class BufferStats:
+    """Counters since creation plus the current fill, for diagnostics."""
+
     stored: int = 0
     evicted: int = 0  # aged out or pushed out by the byte bound (normal operation)
     dropped: int = 0  # refused: larger than the whole byte bound, or older than the time window
     replaced: int = 0  # same stamp twice: the newer message wins
+    out_of_order: int = 0  # stored, but older than the newest frame (placed by stamp)
     count: int = 0
     bytes: int = 0
     span_s: float = 0.0
 
 
 class FrameBuffer:
+    """Frames sorted by header stamp; evicts the oldest when either bound is exceeded. Thread-safe."""
+
     def __init__(self, max_seconds: float, max_bytes: int) -> None:
         if max_seconds <= 0 or max_bytes <= 0:
             raise ValueError("max_seconds and max_bytes must be positive")
@@ -48,6 +55,8 @@ class FrameBuffer:
             if nbytes > self.max_bytes or (self._stamps and stamp_ns < self._stamps[-1] - self.max_ns):
                 self._stats.dropped += 1
                 return False
+            if self._stamps and stamp_ns < self._stamps[-1]:
+                self._stats.out_of_order += 1
             index = bisect.bisect_left(self._stamps, stamp_ns)
             if index < len(self._stamps) and self._stamps[index] == stamp_ns:
                 self._bytes -= self._frames[index].nbytes
@@ -81,20 +90,24 @@ class FrameBuffer:
             return self._frames[index] if index < len(self._frames) else None
 
     def latest_stamp(self) -> int | None:
+        """Newest stamp held: tells the worker whether the camera has caught up with a command stamp."""
         with self._lock:
             return self._stamps[-1] if self._stamps else None
 
     def oldest_stamp(self) -> int | None:
+        """Oldest stamp held."""
         with self._lock:
             return self._stamps[0] if self._stamps else None
 
     def stats(self) -> BufferStats:
+        """A consistent snapshot of counters and fill."""
         with self._lock:
             span = (self._stamps[-1] - self._stamps[0]) / 1e9 if self._stamps else 0.0
             return BufferStats(self._stats.stored, self._stats.evicted, self._stats.dropped, self._stats.replaced,
-                               len(self._frames), self._bytes, span)
+                               self._stats.out_of_order, len(self._frames), self._bytes, span)
 
     def clear(self) -> None:
+        """Forget every frame (counters are kept: they describe the node's life, not the buffer's)."""
         with self._lock:
             self._stamps.clear()
             self._frames.clear()

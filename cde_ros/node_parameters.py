@@ -10,14 +10,21 @@ from typing import Any, Callable
 
 from cde_core.runtime.loader import BACKENDS
 
+# Lifecycle states (primary state labels) in which a parameter may change, from least to most running.
+STATES = ("unconfigured", "inactive", "active")
+ALWAYS, WHILE_INACTIVE, WHILE_UNCONFIGURED = "active", "inactive", "unconfigured"
+
 
 @dataclass(frozen=True)
 class ParamSpec:
+    """One parameter. `changeable_up_to`: the most-running state in which a change is accepted (topics
+    and buffers are built in configure, the model is loaded in activate, thresholds apply at once)."""
+
     name: str
     default: Any
     description: str
     check: Callable[[Any], str] | None = None  # returns "" if fine, else why not
-    runtime_changeable: bool = True
+    changeable_up_to: str = ALWAYS
 
 
 def _range(lo: float, hi: float) -> Callable[[Any], str]:
@@ -44,43 +51,52 @@ def _mapping(value: Any) -> str:
 
 PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("model_path", "", "ONNX index (.onnx) or checkpoint (.safetensors) to load on activate",
-              runtime_changeable=False),
+              changeable_up_to=WHILE_INACTIVE),
     ParamSpec("model_dir", "", "if set, model_path must lie inside this directory (confines paths from parameters)",
-              runtime_changeable=False),
-    ParamSpec("backend", "auto", "auto | onnxruntime | torch | tensorrt", _choices(*BACKENDS), False),
-    ParamSpec("inference_threads", 1, "intra-op threads of the runtime", _range(1, 64), False),
-    ParamSpec("image_topic", "image", "sensor_msgs/Image input ('' = off)", runtime_changeable=False),
-    ParamSpec("compressed_image_topic", "", "sensor_msgs/CompressedImage input ('' = off)", runtime_changeable=False),
-    ParamSpec("command_topic", "commands", "cde_ros/ManipulatorCommand input", runtime_changeable=False),
-    ParamSpec("action_servers", [""], "action servers to watch, as 'server_name=semantic_action'", _mapping, False),
+              changeable_up_to=WHILE_UNCONFIGURED),
+    ParamSpec("backend", "auto", "auto | onnxruntime | torch | tensorrt", _choices(*BACKENDS), WHILE_INACTIVE),
+    ParamSpec("inference_threads", 1, "intra-op threads of the runtime", _range(1, 64), WHILE_INACTIVE),
+    ParamSpec("image_topic", "image", "sensor_msgs/Image input ('' = off)", changeable_up_to=WHILE_UNCONFIGURED),
+    ParamSpec("compressed_image_topic", "", "sensor_msgs/CompressedImage input ('' = off)",
+              changeable_up_to=WHILE_UNCONFIGURED),
+    ParamSpec("command_topic", "commands", "cde_ros/ManipulatorCommand input", changeable_up_to=WHILE_UNCONFIGURED),
+    ParamSpec("action_servers", [""], "action servers to watch, as 'server_name=semantic_action'", _mapping,
+              WHILE_UNCONFIGURED),
     ParamSpec("image_qos", "sensor_data", "sensor_data (best effort) | reliable", _choices("sensor_data", "reliable"),
-              False),
-    ParamSpec("image_qos_depth", 5, "subscription queue depth for images", _range(1, 100), False),
-    ParamSpec("buffer_seconds", 10.0, "frames kept (by header stamp)", _range(0.5, 600.0), False),
-    ParamSpec("buffer_max_mb", 256.0, "memory bound of the frame buffer", _range(1.0, 16384.0), False),
+              WHILE_UNCONFIGURED),
+    ParamSpec("image_qos_depth", 5, "subscription queue depth for images", _range(1, 100), WHILE_UNCONFIGURED),
+    ParamSpec("buffer_seconds", 10.0, "frames kept (by header stamp)", _range(0.5, 600.0), WHILE_UNCONFIGURED),
+    ParamSpec("buffer_max_mb", 256.0, "memory bound of the frame buffer", _range(1.0, 16384.0), WHILE_UNCONFIGURED),
     ParamSpec("settle_time", 0.3, "seconds after a command ends before the after frame is taken", _range(0.0, 30.0)),
-    ParamSpec("after_frame_timeout", 3.0, "wall seconds to wait for the after frame before UNCERTAIN",
+    ParamSpec("after_frame_timeout", 3.0,
+              "wall seconds to wait beyond settle_time for the after frame before UNCERTAIN",
               _range(0.05, 120.0)),
     ParamSpec("max_before_frame_age", 2.0, "the before frame may be at most this older than the start",
               _range(0.0, 600.0)),
     ParamSpec("max_command_duration", 300.0, "a STARTED command without an end is dropped after this",
               _range(1.0, 86400.0)),
     ParamSpec("publish_overlay", True, "render the debug overlay while someone subscribes"),
-    ParamSpec("diagnostics_period", 1.0, "seconds between /diagnostics messages", _range(0.1, 60.0), False),
+    ParamSpec("diagnostics_period", 1.0, "seconds between /diagnostics messages", _range(0.1, 60.0),
+              WHILE_UNCONFIGURED),
     ParamSpec("autostart", False, "configure and activate at start (no lifecycle manager needed)",
-              runtime_changeable=False),
+              changeable_up_to=WHILE_UNCONFIGURED),
 )
 SPECS = {p.name: p for p in PARAMS}
 
 
-def validate(name: str, value: Any, configured: bool) -> str:
-    """'' if `name := value` is acceptable now, else the reason (used to reject parameter changes)."""
+def validate(name: str, value: Any, state: str) -> str:
+    """'' if `name := value` is acceptable in lifecycle `state` (see STATES), else the reason (used to
+    reject parameter changes)."""
     spec = SPECS.get(name)
     if spec is None:
         return ""  # not ours (e.g. use_sim_time)
-    if configured and not spec.runtime_changeable:
+    if state not in STATES:
+        raise ValueError(f"unknown lifecycle state {state!r}; one of {STATES}")
+    if STATES.index(state) > STATES.index(spec.changeable_up_to):
+        if spec.changeable_up_to == WHILE_INACTIVE:
+            return f"{name} can only change while the node is not active (deactivate first)"
         return f"{name} can only change while the node is unconfigured (deactivate and clean up first)"
-    if spec.default is not None and type(spec.default) is float and isinstance(value, int) and not isinstance(value, bool):
+    if type(spec.default) is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if spec.default is not None and not isinstance(value, type(spec.default)):
         return f"{name} must be {type(spec.default).__name__}, got {type(value).__name__}"

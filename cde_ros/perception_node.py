@@ -9,6 +9,7 @@ Run: python -m cde_ros.perception_node --ros-args --params-file config/perceptio
 """
 from __future__ import annotations
 
+import copy
 import queue
 import threading
 import time
@@ -26,7 +27,8 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
-from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy, qos_profile_action_status_default
+from rclpy.qos import (HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_action_status_default,
+                       qos_profile_sensor_data)
 from sensor_msgs.msg import CompressedImage, Image
 
 from cde_core.runtime import Embedding, Runtime, load_runtime
@@ -34,19 +36,21 @@ from cde_core.verification import Verdict, verify_effect
 from cde_ros.command_events import (CommandEvent, CommandEventError, CommandTracker, GoalStatusTracker, Phase,
                                     event_from_command, parse_action_mapping)
 from cde_ros.frame_buffer import BufferedFrame, FrameBuffer
-from cde_ros.image_conversion import ImageConversionError, compressed_to_rgb, image_to_rgb, rgb_to_image_fields
+from cde_ros.image_conversion import ImageConversionError, message_to_rgb, rgb_to_image_fields
 from cde_ros.msg import ActionRecognition, EffectVerification, ManipulatorCommand
 from cde_ros.node_parameters import PARAMS, confined_path, validate
-from cde_ros.overlay import render_overlay
+from cde_ros.overlay import OverlayError, render_overlay
 
 RESULT_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 
 
 def stamp_ns(t: Time) -> int:
+    """builtin_interfaces/Time -> integer nanoseconds (exact; floats lose ns at epoch scale)."""
     return int(t.sec) * 1_000_000_000 + int(t.nanosec)
 
 
 def to_time(ns: int) -> Time:
+    """Integer nanoseconds -> builtin_interfaces/Time."""
     return Time(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
 
 
@@ -65,11 +69,13 @@ class _Pending:
 
 
 class PerceptionNode(LifecycleNode):
+    """Lifecycle node: configure = buffer, subscriptions, publishers, worker; activate = load the model."""
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("cde_perception", **kwargs)
         for spec in PARAMS:
             self.declare_parameter(spec.name, spec.default)
-        self._configured = False
+        self._state = "unconfigured"  # primary state label, for parameter validation
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.runtime: Runtime | None = None
         self.model_error = "not activated yet"
@@ -82,11 +88,13 @@ class PerceptionNode(LifecycleNode):
         self._latency_s: deque[float] = deque(maxlen=500)
         self._frames_in = 0
         self._conversion_errors = 0
+        self._inference_s: deque[float] = deque(maxlen=500)
+        self._camera_frame_id = ""
         self._rate_window: deque[float] = deque(maxlen=300)
         self._last_error = ""
-        if self.get_parameter("autostart").value:
-            self.trigger_configure()
-            self.trigger_activate()
+        if self.get_parameter("autostart").value:  # no lifecycle manager: configure and activate ourselves
+            if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+                self.trigger_activate()  # a failure is logged; the node stays up, inactive, answering commands
 
     # ---------------------------------------------------------------- parameters
     def _p(self, name: str) -> Any:
@@ -94,7 +102,7 @@ class PerceptionNode(LifecycleNode):
 
     def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
         for param in params:
-            reason = validate(param.name, param.value, self._configured)
+            reason = validate(param.name, param.value, self._state)
             if reason:
                 self.get_logger().warning(f"rejected parameter {param.name}: {reason}")
                 return SetParametersResult(successful=False, reason=reason)
@@ -109,14 +117,16 @@ class PerceptionNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self.buffer = FrameBuffer(self._p("buffer_seconds"), int(self._p("buffer_max_mb") * 1024 * 1024))
         self.tracker = CommandTracker()
+        watching_since = self.get_clock().now().nanoseconds
         self._pending: dict[str, _Pending] = {}
         self._starting: list[str] = []
         self._finishing: list[str] = []
         image_group, command_group = MutuallyExclusiveCallbackGroup(), MutuallyExclusiveCallbackGroup()
         timer_group = MutuallyExclusiveCallbackGroup()
-        depth = int(self._p("image_qos_depth"))
-        image_qos = QoSProfile(depth=depth, reliability=ReliabilityPolicy.BEST_EFFORT
-                               if self._p("image_qos") == "sensor_data" else ReliabilityPolicy.RELIABLE)
+        image_qos = copy.copy(qos_profile_sensor_data)  # best effort, volatile (REP-2003 for camera subscribers)
+        image_qos.depth = int(self._p("image_qos_depth"))
+        if self._p("image_qos") == "reliable":
+            image_qos.reliability = ReliabilityPolicy.RELIABLE
         if self._p("image_topic"):
             self._subs.append(self.create_subscription(Image, self._p("image_topic"), self._on_image, image_qos,
                                                        callback_group=image_group))
@@ -127,7 +137,7 @@ class PerceptionNode(LifecycleNode):
                                                    RESULT_QOS, callback_group=command_group))
         self._status_trackers = {}
         for server, action in self._servers.items():
-            tracker = GoalStatusTracker(server, action)
+            tracker = GoalStatusTracker(server, action, since_ns=watching_since)
             self._status_trackers[server] = tracker
             self._subs.append(self.create_subscription(
                 GoalStatusArray, f"{server}/_action/status",
@@ -142,21 +152,24 @@ class PerceptionNode(LifecycleNode):
         self._stop.clear()
         self._worker = threading.Thread(target=self._work, name="cde_worker", daemon=True)
         self._worker.start()
-        self._configured = True
+        self._state = "inactive"
         self.get_logger().info(f"configured: image '{self._p('image_topic')}', commands '{self._p('command_topic')}', "
                                f"action servers {list(self._servers) or 'none'}")
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         path, directory = self._p("model_path"), self._p("model_dir")
-        problem = "model_path is empty" if not path else confined_path(path, directory)
+        problem = ("model_path is empty: set it to an exported .onnx index or a .safetensors checkpoint "
+                   "(-p model_path:=...), then activate" if not path else confined_path(path, directory))
         if problem:
             self.model_error = problem
             self.get_logger().error(f"activation failed: {problem}")
             return TransitionCallbackReturn.FAILURE
+        backend = self._p("backend")
+        uses_onnxruntime = backend == "onnxruntime" or (backend == "auto" and path.endswith(".onnx"))
         try:
-            self.runtime = load_runtime(path, self._p("backend"), **(
-                {"threads": int(self._p("inference_threads"))} if path.endswith(".onnx") else {}))
+            self.runtime = load_runtime(path, backend, **(
+                {"threads": int(self._p("inference_threads"))} if uses_onnxruntime else {}))
         except (OSError, ValueError, RuntimeError, ImportError) as exc:
             self.runtime = None
             self.model_error = f"cannot load model {path}: {exc}"
@@ -164,6 +177,8 @@ class PerceptionNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         meta = self.runtime.metadata
         self.model_error = ""
+        self.tracker.known_actions = frozenset(meta.class_names)
+        self._state = "active"
         self.get_logger().info(f"model {path}: {meta.backend} ({', '.join(meta.providers)}), classes "
                                f"{meta.class_names}, input {meta.preprocessing.img_size}px")
         return super().on_activate(state)
@@ -171,6 +186,8 @@ class PerceptionNode(LifecycleNode):
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
         self.runtime = None
         self.model_error = "node deactivated"
+        self.tracker.known_actions = None
+        self._state = "inactive"
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
@@ -182,6 +199,7 @@ class PerceptionNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _teardown(self) -> None:
+        """Stop the worker, then drop subscriptions, timers and publishers (idempotent)."""
         self._stop.set()
         if self._worker is not None:
             self._worker.join(timeout=5)
@@ -195,13 +213,15 @@ class PerceptionNode(LifecycleNode):
             if hasattr(self, pub):
                 self.destroy_publisher(getattr(self, pub))
                 delattr(self, pub)
-        self._configured = False
+        self.runtime = None
+        self._state = "unconfigured"
 
     # ---------------------------------------------------------------- callbacks: store only
     def _on_image(self, msg: Image | CompressedImage) -> None:
         t0 = time.perf_counter()
         stamp = stamp_ns(msg.header.stamp)
         self.buffer.add(stamp, msg, len(msg.data))
+        self._camera_frame_id = msg.header.frame_id
         self._frames_in += 1
         self._rate_window.append(time.monotonic())
         self._callback_cost_s.append(time.perf_counter() - t0)
@@ -238,15 +258,16 @@ class PerceptionNode(LifecycleNode):
                     self._publish_uncertain(payload[0], payload[1], payload[2], None, payload[3])
                 self._poll_starting()
                 self._poll_finishing()
-            except Exception as exc:  # noqa: BLE001 - the worker must survive anything one command does
+            except Exception as exc:  # noqa: BLE001 - last resort: the worker must outlive any one command
                 self._last_error = f"{type(exc).__name__}: {exc}"
-                self.get_logger().error(f"worker error: {self._last_error}")
+                self.get_logger().error(f"worker error (a bug; please report): {self._last_error}")
 
     def _rgb(self, frame: BufferedFrame) -> np.ndarray:
-        msg = frame.message
-        if isinstance(msg, CompressedImage):
-            return compressed_to_rgb(msg.format, bytes(msg.data))
-        return image_to_rgb(msg.width, msg.height, msg.encoding, msg.step, bool(msg.is_bigendian), bytes(msg.data))
+        try:
+            return message_to_rgb(frame.message)
+        except ImageConversionError:
+            self._conversion_errors += 1
+            raise
 
     def _handle_event(self, event: CommandEvent) -> None:
         if event.phase == Phase.STARTED:
@@ -261,6 +282,10 @@ class PerceptionNode(LifecycleNode):
             self._poll_starting()
             return
         pair = self.tracker.finish(event)
+        if pair.duplicate:  # the first end is handled (or being handled): one verdict per command
+            self.get_logger().warning(pair.problem)
+            self._last_error = pair.problem
+            return
         pending = self._pending.pop(event.command_id, None) or _Pending(start=pair.start)
         pending.end, pending.finished_wall = event, time.monotonic()
         if pair.problem:
@@ -316,16 +341,19 @@ class PerceptionNode(LifecycleNode):
                 continue
             if pending.problem:
                 self._pending.pop(command_id)
-                self._publish_uncertain(command_id, self._action_of(pending), pending.problem, pending.start, end.stamp_ns)
+                self._publish_uncertain(command_id, self._action_of(pending), pending.problem, pending.start,
+                                        end.stamp_ns)
                 continue
-            target = end.stamp_ns + int(self._p("settle_time") * 1e9)
-            frame = self.buffer.first_after(target)
+            settle = self._p("settle_time")
+            frame = self.buffer.first_after(end.stamp_ns + int(settle * 1e9))
             if frame is None:
-                if now - pending.finished_wall > self._p("after_frame_timeout"):
+                timeout = self._p("after_frame_timeout")
+                if now - pending.finished_wall > settle + timeout:
                     self._pending.pop(command_id)
                     self._publish_uncertain(command_id, self._action_of(pending),
-                                            f"no camera frame at or after end + settle within "
-                                            f"{self._p('after_frame_timeout'):.1f} s", pending.start, end.stamp_ns)
+                                            f"no camera frame at or after end + settle ({settle:.2f} s) "
+                                            f"within {timeout:.1f} s (after_frame_timeout)", pending.start,
+                                            end.stamp_ns)
                 else:
                     still.append(command_id)
                 continue
@@ -338,18 +366,24 @@ class PerceptionNode(LifecycleNode):
         limit = self._p("max_command_duration")
         for command_id in [c for c, p in self._pending.items() if p.end is None and now - p.received_wall > limit]:
             pending = self._pending.pop(command_id)
+            start_ns = pending.start.stamp_ns if pending.start else 0
+            # close it in the tracker too, so a very late end is a logged duplicate, not a second verdict
+            self.tracker.finish(CommandEvent(command_id, self._action_of(pending), "", Phase.ABORTED, start_ns,
+                                             "expired"))
             self._publish_uncertain(command_id, self._action_of(pending),
                                     f"no end seen within max_command_duration {limit:.0f} s", pending.start,
-                                    pending.start.stamp_ns if pending.start else 0)
+                                    start_ns)
 
     @staticmethod
     def _action_of(pending: _Pending) -> str:
         return pending.start.action if pending.start else (pending.end.action if pending.end else "")
 
     def _verify(self, command_id: str, pending: _Pending, after: BufferedFrame) -> None:
+        """The critical path: convert + embed the after frame, compare, decide, publish."""
         runtime = self.runtime
         start, end = pending.start, pending.end
         assert start is not None and end is not None and pending.before is not None
+        t0 = time.monotonic()
         if runtime is None:
             self._publish_uncertain(command_id, start.action, f"no model loaded ({self.model_error})", start,
                                     end.stamp_ns)
@@ -359,11 +393,15 @@ class PerceptionNode(LifecycleNode):
         except ImageConversionError as exc:
             self._publish_uncertain(command_id, start.action, f"after frame: {exc}", start, end.stamp_ns)
             return
-        before_embedding = pending.before_embedding or runtime.embed(pending.before_rgb)
-        result = runtime.compare(before_embedding, runtime.embed(after_rgb))
-        meta = runtime.metadata
-        decision = verify_effect(start.action, result.class_names, result.scores, result.effect_magnitude,
-                                 meta.calibration)
+        try:
+            before_embedding = pending.before_embedding or runtime.embed(pending.before_rgb)
+            result = runtime.compare(before_embedding, runtime.embed(after_rgb))
+            decision = verify_effect(start.action, result.class_names, result.scores, result.effect_magnitude,
+                                     runtime.metadata.calibration)
+        except (RuntimeError, ValueError) as exc:  # ModelLoadError (a RuntimeError) or shape/metadata problems
+            self.get_logger().error(f"{command_id}: inference failed: {type(exc).__name__}: {exc}")
+            self._publish_uncertain(command_id, start.action, f"inference failed: {exc}", start, end.stamp_ns)
+            return
         header = after.message.header
         rec = ActionRecognition()
         rec.header.stamp, rec.header.frame_id = header.stamp, header.frame_id
@@ -378,13 +416,19 @@ class PerceptionNode(LifecycleNode):
                                  decision.confidence, decision.reason, start, end.stamp_ns)
         ver.header.stamp, ver.header.frame_id = header.stamp, header.frame_id
         self.verification_pub.publish(ver)
-        self._latency_s.append(time.monotonic() - pending.finished_wall)
+        done = time.monotonic()
+        self._inference_s.append(done - t0)
+        self._latency_s.append(done - pending.finished_wall)
         if self._p("publish_overlay") and self.overlay_pub.get_subscription_count() > 0:
-            overlay = render_overlay(pending.before_rgb, after_rgb, result.grid_size, result.changed_patches,
-                                     f"{command_id}: {start.action} -> {decision.observed_action} "
-                                     f"({decision.confidence:.2f}) {decision.verdict.name}")
-            img = Image(header=header, **rgb_to_image_fields(overlay))
-            self.overlay_pub.publish(img)
+            try:
+                overlay = render_overlay(pending.before_rgb, after_rgb, result.grid_size, result.changed_patches,
+                                         f"{command_id}: {start.action} -> {decision.observed_action} "
+                                         f"({decision.confidence:.2f}) {decision.verdict.name}",
+                                         verdict=decision.verdict.name)
+            except OverlayError as exc:
+                self.get_logger().warning(f"{command_id}: no overlay: {exc}")
+                return
+            self.overlay_pub.publish(Image(header=header, **rgb_to_image_fields(overlay)))
 
     def _verification(self, command_id: str, commanded: str, observed: str, verdict: Verdict, confidence: float,
                       reason: str, start: CommandEvent | None, end_ns: int) -> EffectVerification:
@@ -400,7 +444,7 @@ class PerceptionNode(LifecycleNode):
     def _publish_uncertain(self, command_id: str, commanded: str, reason: str, start: CommandEvent | None,
                            end_ns: int) -> None:
         msg = self._verification(command_id, commanded, "", Verdict.UNCERTAIN, 0.0, reason, start, end_ns)
-        msg.header.stamp = to_time(end_ns)
+        msg.header.stamp, msg.header.frame_id = to_time(end_ns), self._camera_frame_id
         self.verification_pub.publish(msg)
         self.get_logger().warning(f"{command_id}: UNCERTAIN: {reason}")
 
@@ -412,6 +456,7 @@ class PerceptionNode(LifecycleNode):
         rate = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else 0.0
         cost = sorted(self._callback_cost_s)
         latency = sorted(self._latency_s)
+        inference = sorted(self._inference_s)
 
         def pct(values: list[float], q: float) -> str:
             return f"{values[min(len(values) - 1, int(q * len(values)))] * 1000:.2f}" if values else "nan"
@@ -424,9 +469,11 @@ class PerceptionNode(LifecycleNode):
             "input_rate_hz": f"{rate:.2f}", "frames_received": str(self._frames_in),
             "buffer_frames": str(stats.count), "buffer_mb": f"{stats.bytes / 2**20:.1f}",
             "buffer_span_s": f"{stats.span_s:.2f}", "buffer_dropped": str(stats.dropped),
-            "buffer_evicted": str(stats.evicted), "open_commands": str(self.tracker.open_count()),
+            "buffer_evicted": str(stats.evicted), "buffer_out_of_order": str(stats.out_of_order),
+            "conversion_errors": str(self._conversion_errors), "open_commands": str(self.tracker.open_count()),
             "image_callback_ms_p50": pct(cost, 0.5), "image_callback_ms_p99": pct(cost, 0.99),
             "latency_ms_p50": pct(latency, 0.5), "latency_ms_p99": pct(latency, 0.99),
+            "after_frame_to_verdict_ms_p50": pct(inference, 0.5), "after_frame_to_verdict_ms_p99": pct(inference, 0.99),
             "backend": meta.backend if meta else "none", "precision": meta.precision if meta else "none",
             "providers": ",".join(meta.providers) if meta else "", "last_error": self._last_error,
         }
@@ -437,6 +484,8 @@ class PerceptionNode(LifecycleNode):
 
 
 def main(args: list[str] | None = None) -> None:
+    """Spin the node on a multi-threaded executor until SIGINT/SIGTERM (rclpy's handlers), then stop the
+    worker, the executor and the node in that order before shutting rclpy down."""
     rclpy.init(args=args)
     node = PerceptionNode()
     executor = MultiThreadedExecutor(num_threads=3)
@@ -449,8 +498,7 @@ def main(args: list[str] | None = None) -> None:
         node._teardown()
         executor.shutdown()
         node.destroy_node()
-        if rclpy.ok():
-            rclpy.try_shutdown()
+        rclpy.try_shutdown()
 
 
 if __name__ == "__main__":

@@ -3,11 +3,21 @@ from __future__ import annotations
 
 import pytest
 
-from cde_ros.command_events import (STATUS_ABORTED, STATUS_EXECUTING, STATUS_SUCCEEDED, CommandEventError,
-                                    CommandTracker, GoalStatusTracker, Phase, event_from_command,
-                                    parse_action_mapping)
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-ACCEPTED = 1
+from cde_ros.command_events import (STATUS_ABORTED, STATUS_ACCEPTED, STATUS_CANCELED, STATUS_EXECUTING,
+                                    STATUS_SUCCEEDED, CommandEventError, CommandTracker, GoalStatusTracker, Phase,
+                                    event_from_command, parse_action_mapping)
+
+ACCEPTED = STATUS_ACCEPTED
+
+
+def test_status_codes_match_action_msgs() -> None:
+    goal_status = pytest.importorskip("action_msgs.msg").GoalStatus
+    assert (STATUS_ACCEPTED, STATUS_EXECUTING, STATUS_SUCCEEDED, STATUS_CANCELED, STATUS_ABORTED) == (
+        goal_status.STATUS_ACCEPTED, goal_status.STATUS_EXECUTING, goal_status.STATUS_SUCCEEDED,
+        goal_status.STATUS_CANCELED, goal_status.STATUS_ABORTED)
 
 
 def test_topic_event_validation() -> None:
@@ -36,22 +46,45 @@ def test_status_tracker_emits_each_transition_once() -> None:
     assert tracker.update([(goal, STATUS_SUCCEEDED, 10)], now_ns=21) == []
 
 
-def test_status_tracker_aborted_and_late_join() -> None:
-    tracker = GoalStatusTracker("/arm/close", "close")
-    events = tracker.update([(b"\x01" * 16, STATUS_ABORTED, 5)], now_ns=9)
-    assert [e.phase for e in events] == [Phase.ABORTED]
+def test_status_tracker_missed_executing_emits_start_then_end() -> None:
+    """The status topic keeps only the last message: a short goal may be seen only when it is over."""
+    tracker = GoalStatusTracker("/arm/close", "close", since_ns=5)
+    events = tracker.update([(b"\x01" * 16, STATUS_ABORTED, 7)], now_ns=9)
+    assert [(e.phase, e.stamp_ns) for e in events] == [(Phase.STARTED, 7), (Phase.ABORTED, 9)]
+    assert tracker.update([(b"\x01" * 16, STATUS_ABORTED, 7)], now_ns=10) == []
+
+
+def test_status_tracker_ignores_goals_that_ended_before_it_watched() -> None:
+    """Transient-local replays the last status on subscription: old finished goals are history."""
+    tracker = GoalStatusTracker("/arm/open", "open", since_ns=100)
+    old, running = b"\x02" * 16, b"\x03" * 16
+    events = tracker.update([(old, STATUS_SUCCEEDED, 50), (running, STATUS_EXECUTING, 60)], now_ns=101)
+    assert [(e.command_id, e.phase) for e in events] == [(tracker.command_id(running), Phase.STARTED)]
+    ended = tracker.update([(old, STATUS_SUCCEEDED, 50), (running, STATUS_CANCELED, 60)], now_ns=120)
+    assert [(e.command_id, e.phase, e.stamp_ns) for e in ended] == [(tracker.command_id(running), Phase.ABORTED, 120)]
+
+
+def test_status_tracker_many_goals_in_one_message() -> None:
+    tracker = GoalStatusTracker("/arm/open", "open")
+    goals = [bytes([i]) * 16 for i in range(5)]
+    started = tracker.update([(g, STATUS_EXECUTING, 10 + i) for i, g in enumerate(goals)], now_ns=20)
+    assert len({e.command_id for e in started}) == 5 and all(e.phase == Phase.STARTED for e in started)
+    finished = tracker.update([(g, STATUS_SUCCEEDED if i % 2 else STATUS_ABORTED, 10 + i)
+                               for i, g in enumerate(goals)], now_ns=30)
+    assert [e.phase for e in finished] == [Phase.ABORTED, Phase.FINISHED] * 2 + [Phase.ABORTED]
 
 
 def test_tracker_pairs_and_rejects() -> None:
     tracker = CommandTracker()
     start = event_from_command("c1", "open", "", 0, 10)
     assert tracker.start(start) == ""
-    assert "duplicate" in tracker.start(start)
+    assert "already running" in tracker.start(start)
     pair = tracker.finish(event_from_command("c1", "", "", 1, 20))
-    assert pair.start == start and pair.problem == ""
-    assert "duplicate" in tracker.finish(event_from_command("c1", "", "", 1, 21)).problem
-    orphan = tracker.finish(event_from_command("c2", "", "", 1, 20))
-    assert orphan.start is None and "without STARTED" in orphan.problem
+    assert pair.start == start and pair.problem == "" and not pair.duplicate
+    again = tracker.finish(event_from_command("c1", "", "", 1, 21))
+    assert again.duplicate and "duplicate FINISHED" in again.problem
+    orphan = tracker.finish(event_from_command("c2", "", "", 2, 20))
+    assert orphan.start is None and "ABORTED without STARTED" in orphan.problem and not orphan.duplicate
     tracker.start(event_from_command("c3", "open", "", 0, 50))
     assert "before it starts" in tracker.finish(event_from_command("c3", "", "", 1, 40)).problem
 
@@ -63,7 +96,47 @@ def test_tracker_is_bounded() -> None:
     assert tracker.open_count() == 4 and tracker.is_open("c9") and not tracker.is_open("c0")
 
 
+def test_tracker_refuses_unknown_actions_and_answers_their_end_with_the_reason() -> None:
+    tracker = CommandTracker(known_actions=["open", "close", "none"])
+    start = event_from_command("c1", "fly", "", 0, 10)
+    assert "unknown action 'fly'" in tracker.start(start)
+    pair = tracker.finish(event_from_command("c1", "", "", 1, 20))
+    assert pair.start == start and "unknown action 'fly'" in pair.problem and not pair.duplicate
+    assert tracker.finish(event_from_command("c1", "", "", 1, 21)).duplicate
+    assert "id already used" in tracker.start(event_from_command("c1", "open", "", 0, 30))
+    assert tracker.start(event_from_command("c2", "open", "", 0, 30)) == ""
+
+
+def test_tracker_rejects_phase_mixups() -> None:
+    tracker = CommandTracker()
+    assert "passed as a start" in tracker.start(event_from_command("c1", "", "", 1, 10))
+    assert "passed as an end" in tracker.finish(event_from_command("c1", "open", "", 0, 10)).problem
+
+
 def test_action_mapping() -> None:
     assert parse_action_mapping(["/a=open", " /b = close ", ""]) == {"/a": "open", "/b": "close"}
     with pytest.raises(CommandEventError, match="server_name=semantic_action"):
         parse_action_mapping(["/a"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), st.sampled_from([0, 1, 2]),
+                          st.sampled_from(["open", "fly"])), max_size=30))
+def test_tracker_answers_each_command_at_most_once(events: list[tuple[str, int, str]]) -> None:
+    """Whatever order starts and ends arrive in: one non-duplicate answer per command id, and a clean
+    pair only for a known action whose start came first."""
+    tracker = CommandTracker(known_actions=["open"])
+    answered: dict[str, int] = {}
+    started: set[str] = set()
+    for stamp, (cid, phase, action) in enumerate(events, start=1):
+        event = event_from_command(cid, action, "", phase, stamp)
+        if phase == 0:
+            if tracker.start(event) == "":
+                started.add(cid)
+            continue
+        pair = tracker.finish(event)
+        if not pair.duplicate:
+            answered[cid] = answered.get(cid, 0) + 1
+            if pair.problem == "":
+                assert cid in started and pair.start is not None and pair.start.action == "open"
+    assert all(count == 1 for count in answered.values())

@@ -28,6 +28,8 @@ def test_out_of_order_frames_are_placed_by_stamp() -> None:
     for t in (1, 3, 2):
         buf.add(t * S, f"f{t}", 10)
     assert buf.first_after(int(1.5 * S)).message == "f2"
+    assert buf.before(int(2.5 * S)).message == "f2"
+    assert buf.stats().out_of_order == 1 and buf.stats().stored == 3
 
 
 def test_time_bound_evicts_old_frames_and_refuses_stale_ones() -> None:
@@ -86,3 +88,19 @@ def test_concurrent_adds_and_reads() -> None:
     for th in threads:
         th.join()
     assert buf.stats().count == 4000
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 20 * S), min_size=1, max_size=40), st.integers(-S, 21 * S))
+def test_lookups_agree_with_a_sorted_scan(stamps: list[int], query: int) -> None:
+    """before/first_after give what a plain scan of the held stamps gives, whatever the insert order."""
+    buf = FrameBuffer(30.0, 10**6)
+    for stamp in stamps:
+        buf.add(stamp, stamp, 1)
+    held = sorted(set(stamps))
+    at_or_before = [s for s in held if s <= query]
+    at_or_after = [s for s in held if s >= query]
+    before, after = buf.before(query), buf.first_after(query)
+    assert (before.stamp_ns if before else None) == (at_or_before[-1] if at_or_before else None)
+    assert (after.stamp_ns if after else None) == (at_or_after[0] if at_or_after else None)
+    assert buf.stats().count == len(held) and buf.stats().replaced == len(stamps) - len(held)

@@ -8,7 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cde_ros.image_conversion import ENCODINGS, ImageConversionError, compressed_to_rgb, image_to_rgb
+from array import array
+from types import SimpleNamespace
+
+from cde_ros.image_conversion import (ENCODINGS, ImageConversionError, compressed_to_rgb, image_to_rgb,
+                                      _ros2_cv_bridge, message_to_rgb, rgb_to_image_fields)
 
 RGB_ORDER = {"rgb8": [0, 1, 2], "bgr8": [2, 1, 0], "rgba8": [0, 1, 2, 3], "bgra8": [2, 1, 0, 3]}
 
@@ -96,3 +100,73 @@ def test_every_listed_encoding_converts() -> None:
         itemsize = np.dtype(kind).itemsize
         out = image_to_rgb(2, 2, encoding, 2 * channels * itemsize, False, b"\x01" * (4 * channels * itemsize))
         assert out.shape == (2, 2, 3) and out.dtype == np.uint8, encoding
+
+
+def _padded_rows(values: np.ndarray, padding: int) -> tuple[bytes, int]:
+    rows = values.view(np.uint8).reshape(values.shape[0], -1)
+    padded = np.concatenate([rows, np.full((values.shape[0], padding), 0xAB, np.uint8)], axis=1)
+    return padded.tobytes(), padded.shape[1]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(1, 20), st.integers(1, 20), st.sampled_from(["mono8", "8UC1", "mono16", "16UC1"]),
+       st.booleans(), st.integers(0, 7), st.integers(0, 2**31 - 1))
+def test_single_channel_round_trip(width: int, height: int, encoding: str, bigendian: bool, padding: int,
+                                   seed: int) -> None:
+    """Random sizes, row padding and byte order: the grey level is what the encoding promises, in all three
+    channels (8-bit as is, mono16 its top byte, 16UC1 min-max scaled)."""
+    rng = np.random.default_rng(seed)
+    wide = encoding in ("mono16", "16UC1")
+    values = rng.integers(0, 65536 if wide else 256, (height, width)).astype(
+        (">u2" if bigendian else "<u2") if wide else "u1")
+    data, step = _padded_rows(values, padding)
+    out = image_to_rgb(width, height, encoding, step, bigendian, data)
+    native = values.astype(np.int64)
+    if encoding == "mono16":
+        expected = native >> 8
+    elif encoding == "16UC1":
+        lo, hi = native.min(), native.max()
+        expected = np.zeros_like(native) if hi == lo else ((native - lo) / (hi - lo) * 255.0).astype(np.int64)
+    else:
+        expected = native
+    assert out.shape == (height, width, 3) and out.dtype == np.uint8
+    np.testing.assert_array_equal(out[..., 0], expected)
+    assert (out[..., 0] == out[..., 1]).all() and (out[..., 1] == out[..., 2]).all()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 12), st.integers(1, 12), st.booleans(), st.integers(0, 2), st.integers(0, 2**31 - 1))
+def test_float_depth_round_trip(width: int, height: int, bigendian: bool, pad_floats: int, seed: int) -> None:
+    """32FC1 with NaN/inf sprinkled in: finite values keep their order, non-finite become 0, never a crash."""
+    rng = np.random.default_rng(seed)
+    values = rng.uniform(-5, 50, (height, width)).astype(">f4" if bigendian else "<f4")
+    values[rng.random((height, width)) < 0.2] = np.nan
+    values[rng.random((height, width)) < 0.1] = np.inf
+    data, step = _padded_rows(values, pad_floats * 4)
+    grey = image_to_rgb(width, height, "32FC1", step, bigendian, data)[..., 0].astype(int)
+    finite = np.isfinite(values)
+    assert (grey[~finite] == 0).all()
+    if finite.sum() > 1:
+        order = np.argsort(values[finite].astype(float), kind="stable")
+        assert (np.diff(grey[finite][order]) >= 0).all()  # monotone in depth
+
+
+def test_message_to_rgb_dispatches_on_message_fields() -> None:
+    """Image-like and CompressedImage-like objects (the fields rclpy messages have, array.array data)."""
+    from PIL import Image
+
+    rgb = np.random.default_rng(1).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    fields = rgb_to_image_fields(rgb)
+    fields["data"] = array("B", fields["data"])
+    np.testing.assert_array_equal(message_to_rgb(SimpleNamespace(**fields)), rgb)
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    np.testing.assert_array_equal(message_to_rgb(SimpleNamespace(format="png", data=array("B", buf.getvalue()))),
+                                  rgb)
+    if _ros2_cv_bridge() is None:  # without a ROS 2 cv_bridge, encodings outside our table are refused
+        with pytest.raises(ImageConversionError, match="unsupported encoding 'bayer_rggb8'"):
+            message_to_rgb(SimpleNamespace(**dict(fields, encoding="bayer_rggb8")))
+
+
+def test_conversion_error_is_a_value_error() -> None:
+    assert issubclass(ImageConversionError, ValueError)

@@ -55,21 +55,31 @@ def test_encode_head_split_equals_forward() -> None:
     assert torch.equal(full.topk_indices, split.topk_indices)
 
 
-def test_topk_selects_changed_patches() -> None:
-    """On a fresh model, strongly perturbing known patches makes exactly those the Top-K."""
-    torch.manual_seed(0)
-    model = create_model("cde_patch", num_classes=3, **{**TINY, "top_k": 2}).eval()
+def _perturb_patches(before: torch.Tensor, patches: set[int], cols: int, patch: int) -> torch.Tensor:
+    after = before.clone()
+    for index in patches:
+        r, c = divmod(index, cols)
+        after[:, :, r * patch:(r + 1) * patch, c * patch:(c + 1) * patch] += 4.0
+    return after
+
+
+@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_topk_selects_changed_patches(name: str, seed: int) -> None:
+    """On a freshly initialised model, strongly perturbing known patches of a random image makes
+    exactly those patches the Top-K (row-major indices on the 4x4 grid of 8-px patches)."""
+    torch.manual_seed(seed)
+    model = create_model(name, num_classes=3, **{**TINY, "top_k": 2}).eval()
     rows, cols = model.grid_size
     assert (rows, cols) == (4, 4)
-    before = torch.zeros(1, 3, 32, 32)
-    after = before.clone()
-    changed = {5, 10}  # row-major patch indices on the 4x4 grid of 8-px patches
-    for index in changed:
-        r, c = divmod(index, cols)
-        after[:, :, r * 8:(r + 1) * 8, c * 8:(c + 1) * 8] = 3.0
+    generator = torch.Generator().manual_seed(100 + seed)
+    before = 0.5 * torch.randn(1, 3, 32, 32, generator=generator)
+    changed = set(torch.randperm(rows * cols, generator=generator)[:2].tolist())
     with torch.no_grad():
-        out = model(before, after)
+        out = model(before, _perturb_patches(before, changed, cols, 8))
+        unchanged = model(before, before)
     assert set(out.topk_indices[0].tolist()) == changed
+    assert out.effect_magnitude[0] > 0 and unchanged.effect_magnitude[0] == pytest.approx(0.0, abs=1e-5)
 
 
 def test_topk_changed_patches_function() -> None:
@@ -82,11 +92,19 @@ def test_topk_changed_patches_function() -> None:
 
 
 def test_cnn_backbone_cells_are_patches() -> None:
-    model = create_model("cde", num_classes=3, backbone="resnet10t", img_size=64, latent_dim=16, top_k=2)
-    out = model(torch.randn(1, 3, 64, 64), torch.randn(1, 3, 64, 64))
+    """A CNN's last feature-map cells are the patches: 64 px / stride 32 = a 2x2 grid; changing one
+    32-px quadrant makes its cell the Top-1."""
+    torch.manual_seed(0)
+    model = create_model("cde", num_classes=3, backbone="resnet10t", img_size=64, latent_dim=16, top_k=1).eval()
     rows, cols = model.grid_size
-    assert rows * cols == model.backbone.num_patches == 4  # 64 px / stride 32
-    assert out.topk_indices.shape == (1, 2)
+    assert (rows, cols) == (2, 2) and model.backbone.num_patches == 4
+    before = 0.5 * torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = model(before, _perturb_patches(before, {3}, cols, 32))
+    assert out.topk_indices.tolist() == [[3]]
+    loss = model.forward_train(torch.randn(2, 3, 64, 64), torch.randn(2, 3, 64, 64))["logits"].sum()
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.backbone.parameters())
 
 
 def test_unknown_model_and_config_key() -> None:

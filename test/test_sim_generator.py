@@ -12,21 +12,21 @@ from cde_core.cli import main as cde
 pytestmark = pytest.mark.sim
 
 
-def _episode(task: str, seed: int, failure: str | None = None, **kw) -> tuple[list[dict], Path]:
+def _episode(task: str, seed: int, failure: str | None = None, **kw):
     import tempfile
 
-    from cde_core.sim.generator import EpisodeSpec, GenerationConfig, run_episode
+    from cde_core.sim.generator import EpisodeSpec, GenerationConfig, run_episodes
 
     out = Path(tempfile.mkdtemp())
-    (out / "images").mkdir()
     cfg = GenerationConfig(tasks=task, cameras=("corner3",), size=64, **kw)
-    return run_episode(EpisodeSpec(task, seed, failure, None, cfg), out), out
+    (result,) = run_episodes([EpisodeSpec(task, seed, failure)], cfg, out)
+    return result, out
 
 
-def _pixels(rows: list[dict], out: Path, tag: str) -> np.ndarray:
+def _pixels(result, out: Path, tag: str) -> np.ndarray:
     from PIL import Image
 
-    return np.asarray(Image.open(out / rows[0][tag]))
+    return np.asarray(Image.open(out / getattr(result.records[0], tag)))
 
 
 def test_deterministic_per_task_and_seed() -> None:
@@ -39,19 +39,19 @@ def test_deterministic_per_task_and_seed() -> None:
 
 
 def test_successful_episode_changes_the_image_and_is_labelled() -> None:
-    rows, out = _episode("drawer-open-v3", 1)
-    row = rows[0]
-    assert (row["object"], row["action"], row["antonym"], row["kind"]) == ("drawer", "open", "close", "effect")
-    assert row["effect_happened"] and row["_moved"] > 0.01
-    diff = np.abs(_pixels(rows, out, "before").astype(int) - _pixels(rows, out, "after").astype(int))
+    result, out = _episode("drawer-open-v3", 1)
+    row = result.records[0]
+    assert (row.object, row.action, row.antonym, row.kind) == ("drawer", "open", "close", "effect")
+    assert row.effect_happened and result.success and result.moved_m > 0.01
+    diff = np.abs(_pixels(result, out, "before").astype(int) - _pixels(result, out, "after").astype(int))
     assert diff.mean() > 1.0
 
 
 def test_no_motion_failure_is_labelled_none() -> None:
-    rows, _ = _episode("window-open-v3", 2, failure="no_motion")
-    row = rows[0]
-    assert row["kind"] == "failed" and row["action"] == "none" and row["commanded_action"] == "open"
-    assert not row["effect_happened"] and row["_moved"] < 0.01
+    result, _ = _episode("window-open-v3", 2, failure="no_motion")
+    row = result.records[0]
+    assert row.kind == "failed" and row.action == "none" and row.commanded_action == "open"
+    assert not row.effect_happened and result.moved_m < 0.01
 
 
 def test_cli_generate_tiny(tmp_path: Path) -> None:

@@ -93,3 +93,47 @@ def test_spec_validated_and_key_stable() -> None:
 def test_without_tensorrt_a_clear_error(onnx_index: Path, tmp_path: Path) -> None:
     with pytest.raises(TensorRTUnavailable, match="TensorRT is not installed"):
         build_or_reuse_engines(onnx_index, EngineSpec(), tmp_path, gpu="x")
+
+
+def test_manifest_beside_engine_records_the_key(onnx_index: Path, tmp_path: Path) -> None:
+    engines = _build(onnx_index, tmp_path / "cache", RecordingBuilder())
+    manifest = json.loads(engines[1].with_suffix(".json").read_text())
+    assert manifest["tensorrt_version"] == "10.3.0" and manifest["gpu"] == "Orin (sm_87)"
+    assert manifest["spec"] == {"precision": "fp16", "workspace_mb": 256, "max_batch": 4}
+    assert len(manifest["onnx_sha256"]) == 64
+    assert not list((tmp_path / "cache").glob("*.tmp"))  # temp files renamed away
+
+
+def test_engine_file_removed_forces_rebuild(onnx_index: Path, tmp_path: Path) -> None:
+    builder = RecordingBuilder()
+    engines = _build(onnx_index, tmp_path / "cache", builder)
+    engines[1].unlink()
+    _build(onnx_index, tmp_path / "cache", builder)
+    assert builder.calls[2:] == ["m.head.onnx"]
+
+
+def test_cli_without_tensorrt_exits_2(onnx_index: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cde_core.cli import main
+
+    code = main(["export", "tensorrt", str(onnx_index), "--cache-dir", str(tmp_path / "c")])
+    assert code == 2 and "TensorRT is not installed" in capsys.readouterr().out
+
+
+def test_tensorrt_backend_without_tensorrt_is_a_model_load_error(tmp_path: Path) -> None:
+    """The node catches ModelLoadError: the tensorrt backend must fail with it, naming TensorRT."""
+    import torch
+
+    from cde_core.checkpoint import ModelMeta, save_checkpoint
+    from cde_core.export.onnx_export import export_onnx
+    from cde_core.models import create_model
+    from cde_core.preprocessing import Preprocessing
+    from cde_core.runtime import load_runtime
+    from cde_core.runtime.base import ModelLoadError
+
+    torch.manual_seed(0)
+    model = create_model("cde", num_classes=3, backbone="cde_vit_test", img_size=32)
+    ckpt = save_checkpoint(tmp_path / "m.safetensors", model, ModelMeta(model.config, ["a", "b", "c"],
+                                                                        Preprocessing(img_size=32)))
+    index = export_onnx(ckpt, tmp_path / "m.onnx", check=False).index
+    with pytest.raises(ModelLoadError, match="TensorRT is not installed"):
+        load_runtime(index, backend="tensorrt", cache_dir=str(tmp_path / "engines"))

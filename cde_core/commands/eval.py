@@ -1,7 +1,8 @@
-"""`cde eval CHECKPOINT --data DIR --split NAME --out DIR`"""
+"""`cde eval CHECKPOINT --data DIR --split NAME --out DIR`: metrics per role as JSON + confusion PNGs."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -13,12 +14,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cde_core.checkpoint import CheckpointError
+    from cde_core.data.manifest import ManifestError
     from cde_core.eval.evaluate import evaluate_checkpoint
 
-    report = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.out, args.precision)
+    try:
+        report = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.out, args.precision)
+    except (CheckpointError, ManifestError, ValueError) as exc:
+        print(f"cde eval: {exc}", file=sys.stderr)
+        return 2
     for role in ("train", "val", "test", "ood"):
         if role in report:
             r = report[role]
-            print(f"{role:>5}: accuracy {r['accuracy']:.3f}  cell-balanced {r.get('cell_balanced_accuracy', float('nan')):.3f}  (n={r['n']})")
+            print(f"{role:>5}: accuracy {r['accuracy']:.3f}  cell-balanced "
+                  f"{r.get('cell_balanced_accuracy', float('nan')):.3f}  (n={r['n']})")
     print(f"wrote {args.out}/eval_{args.split}.json")
     return 0

@@ -1,15 +1,25 @@
-"""A torch Dataset over one split/role of a pair manifest."""
+"""A torch Dataset over one split/role of a pair manifest, and a class-balanced sampler for it.
+
+Images go through `cde_core.preprocessing.preprocess_rgb`, the function every runtime uses, so training
+sees exactly what the deployed model will see.
+"""
 from __future__ import annotations
 
+import logging
+import math
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
-from cde_core.data.manifest import PairRecord
+from cde_core.data.manifest import ROLES, PairRecord, read_manifest
 from cde_core.preprocessing import Preprocessing, preprocess_rgb
+
+_LOG = logging.getLogger(__name__)
+
+UNKNOWN_OBJECT = -1
 
 
 class PairDecodeError(RuntimeError):
@@ -17,7 +27,9 @@ class PairDecodeError(RuntimeError):
 
 
 def vocabulary(records: Sequence[PairRecord], field: str) -> list[str]:
-    """Sorted, stable class (or object) names over all records, whatever the split."""
+    """Sorted, stable class (or object) names over all records, whatever the split.
+
+    Taken over every row (not only the training role) so a held-out action or object keeps its index."""
     return sorted({getattr(r, field) for r in records})
 
 
@@ -29,21 +41,37 @@ def load_rgb(path: Path) -> np.ndarray:
 
 
 class PairDataset(Dataset):
-    """Items: (before [3,S,S], after [3,S,S], action index, object index).
+    """Items: (before [3,S,S] float32, after [3,S,S] float32, action index, object index).
 
-    Preprocessed tensors are cached in memory on first use (benchmark sets are a few thousand pairs)."""
+    Objects outside `objects` get index -1 (only the ICM critic reads it, and training builds its
+    object list from the whole manifest). Preprocessed tensors are cached in memory on first use when
+    `cache` is on (benchmark sets are a few thousand small pairs)."""
 
     def __init__(self, root: str | Path, records: Sequence[PairRecord], classes: Sequence[str],
                  objects: Sequence[str], preprocessing: Preprocessing, cache: bool = True) -> None:
         self.root = Path(root)
         self.records = list(records)
-        self.class_index = {c: i for i, c in enumerate(classes)}
-        self.object_index = {o: i for i, o in enumerate(objects)}
+        self.classes = list(classes)
+        self.objects = list(objects)
+        self.class_index = {c: i for i, c in enumerate(self.classes)}
+        self.object_index = {o: i for i, o in enumerate(self.objects)}
         self.preprocessing = preprocessing
         self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = {} if cache else None
         unknown = {r.action for r in self.records} - set(self.class_index)
         if unknown:
-            raise ValueError(f"actions {sorted(unknown)} are not in the class list {list(classes)}")
+            raise ValueError(f"actions {sorted(unknown)} are not in the class list {self.classes}")
+
+    @classmethod
+    def from_manifest(cls, root: str | Path, split: str, role: str, preprocessing: Preprocessing,
+                      classes: Sequence[str] | None = None, objects: Sequence[str] | None = None,
+                      cache: bool = True) -> "PairDataset":
+        """The pairs whose `splits[split] == role`; vocabularies default to the whole manifest's."""
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+        records = read_manifest(root)
+        subset = [r for r in records if r.role(split) == role]
+        return cls(root, subset, classes if classes is not None else vocabulary(records, "action"),
+                   objects if objects is not None else vocabulary(records, "object"), preprocessing, cache)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -52,8 +80,8 @@ class PairDataset(Dataset):
         path = self.root / rel
         try:
             return torch.from_numpy(preprocess_rgb(load_rgb(path), self.preprocessing))
-        except (OSError, ValueError) as exc:
-            raise PairDecodeError(f"pair {self.records[index].id!r} (#{index}): cannot read {path}: {exc}") from exc
+        except (OSError, ValueError) as exc:  # PIL's UnidentifiedImageError is an OSError
+            raise PairDecodeError(f"pair {self.records[index].id!r} (row #{index}): cannot read {path}: {exc}") from exc
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int, int]:
         record = self.records[index]
@@ -63,7 +91,38 @@ class PairDataset(Dataset):
             before, after = self._image(index, record.before), self._image(index, record.after)
             if self._cache is not None:
                 self._cache[index] = (before, after)
-        return before, after, self.class_index[record.action], self.object_index.get(record.object, 0)
+        return before, after, self.class_index[record.action], self.object_index.get(record.object, UNKNOWN_OBJECT)
 
     def labels(self) -> list[int]:
         return [self.class_index[r.action] for r in self.records]
+
+
+class ClassBalancedSampler(Sampler[int]):
+    """Draws indices with replacement, each class equally likely; shards across DDP ranks.
+
+    Every rank draws the same seeded sequence for an epoch (`set_epoch`) and keeps every
+    `num_replicas`-th index from `rank`, so ranks see disjoint draws, like DistributedSampler."""
+
+    def __init__(self, labels: Sequence[int], num_samples: int | None = None, seed: int = 0,
+                 num_replicas: int = 1, rank: int = 0) -> None:
+        if not labels:
+            raise ValueError("ClassBalancedSampler needs at least one labelled item")
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} outside [0, {num_replicas})")
+        counts = np.bincount(np.asarray(labels, dtype=np.int64))
+        self.weights = torch.tensor([1.0 / counts[label] for label in labels], dtype=torch.float64)
+        total = num_samples if num_samples is not None else len(labels)
+        self.num_samples = math.ceil(total / num_replicas)
+        self.seed, self.num_replicas, self.rank, self.epoch = seed, num_replicas, rank, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        draws = torch.multinomial(self.weights, self.num_samples * self.num_replicas, replacement=True,
+                                  generator=generator)
+        return iter(draws[self.rank::self.num_replicas].tolist())

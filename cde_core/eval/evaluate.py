@@ -15,6 +15,7 @@ from cde_core.eval.predict import predict
 
 def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, split: str, out: str | Path,
                         precision: str = "fp32") -> dict[str, Any]:
+    """Metrics per role (train/val/test/ood) of `split` -> `out/eval_<split>.json` + a confusion PNG per role."""
     model, meta = load_checkpoint(checkpoint)
     records = read_manifest(data)
     unknown = sorted({r.action for r in records} - set(meta.class_names))
@@ -24,7 +25,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, split: str, ou
     out.mkdir(parents=True, exist_ok=True)
     objects = meta.objects or sorted({r.object for r in records})
     report: dict[str, Any] = {"checkpoint": str(checkpoint), "data": str(data), "split": split,
-                              "class_names": meta.class_names}
+                              "model": meta.model.name, "class_names": meta.class_names,
+                              "calibration": meta.calibration.to_dict()}
     for role in ROLES:
         subset = [r for r in records if r.role(split) == role]
         if not subset:

@@ -6,9 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
-from cde_core.data.pair_dataset import PairDataset
 from cde_core.models import PairModel
 
 
@@ -23,20 +22,23 @@ class Predictions:
 
 
 @torch.inference_mode()
-def predict(model: PairModel, dataset: PairDataset, batch_size: int = 64, precision: str = "fp32") -> Predictions:
+def predict(model: PairModel, dataset: Dataset, batch_size: int = 64, precision: str = "fp32",
+            device: torch.device | str | None = None) -> Predictions:
+    """Inputs go to `device` (default: where the model's weights are); outputs come back as numpy."""
     was_training = model.training
     model.eval()
-    autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16"
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
                 else contextlib.nullcontext())
     chunks: dict[str, list[np.ndarray]] = {k: [] for k in ("labels", "logits", "mag", "delta", "obj")}
     for before, after, labels, objects in DataLoader(dataset, batch_size=batch_size, shuffle=False):
         with autocast:
-            out = model(before, after)
+            out = model(before.to(device), after.to(device))
         chunks["labels"].append(labels.numpy())
         chunks["obj"].append(objects.numpy())
-        chunks["logits"].append(out.logits.float().numpy())
-        chunks["mag"].append(out.effect_magnitude.float().numpy())
-        chunks["delta"].append(out.delta_global.float().numpy())
+        chunks["logits"].append(out.logits.float().cpu().numpy())
+        chunks["mag"].append(out.effect_magnitude.float().cpu().numpy())
+        chunks["delta"].append(out.delta_global.float().cpu().numpy())
     model.train(was_training)
     if not chunks["labels"]:
         empty = np.zeros((0,), dtype=np.int64)

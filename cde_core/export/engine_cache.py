@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 
 @dataclass(frozen=True)
 class EngineSpec:
+    """Build settings that change the engine: precision, builder workspace (small on Jetson), max batch."""
+
     precision: str = "fp16"
     workspace_mb: int = 512
     max_batch: int = 4
@@ -26,17 +29,24 @@ class EngineSpec:
 
 @dataclass(frozen=True)
 class EngineKey:
+    """Everything an engine depends on; any difference means rebuild."""
+
     onnx_sha256: str
     tensorrt_version: str
     gpu: str  # device name + compute capability, e.g. "Orin (sm_87)"
     spec: EngineSpec
 
+    def as_dict(self) -> dict:
+        """The manifest written beside each engine (the sidecar) and compared on lookup."""
+        return {**asdict(self), "spec": asdict(self.spec)}
+
     def digest(self) -> str:
-        text = json.dumps({**asdict(self), "spec": asdict(self.spec)}, sort_keys=True)
+        text = json.dumps(self.as_dict(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
 def file_sha256(path: str | Path) -> str:
+    """Hash of the ONNX graph: an engine is valid only for the exact graph it was built from."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -63,13 +73,18 @@ class EngineCache:
             stored = json.loads(sidecar.read_text())
         except (OSError, json.JSONDecodeError):
             return None
-        return path if stored == {**asdict(key), "spec": asdict(key.spec)} else None
+        return path if stored == key.as_dict() else None
 
     def store(self, onnx_path: str | Path, key: EngineKey, engine_bytes: bytes) -> Path:
+        """Write engine then sidecar, each atomically (temp name unique per process, then rename), so a
+        crash or a second process building at the same time never leaves a sidecar for a partial engine."""
+        if not engine_bytes:
+            raise ValueError("refusing to cache an empty engine")
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.engine_path(onnx_path, key)
-        tmp = path.with_suffix(".engine.tmp")
-        tmp.write_bytes(engine_bytes)
-        tmp.replace(path)
-        path.with_suffix(".json").write_text(json.dumps({**asdict(key), "spec": asdict(key.spec)}, sort_keys=True))
+        manifest = json.dumps(key.as_dict(), sort_keys=True).encode()
+        for target, data in ((path, engine_bytes), (path.with_suffix(".json"), manifest)):
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            tmp.write_bytes(data)
+            tmp.replace(target)
         return path

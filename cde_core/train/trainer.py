@@ -1,7 +1,8 @@
 """The training loop: one split of a pair manifest in, the IID-best checkpoint and its metrics out.
 
 Checkpoints are selected on IID validation accuracy only, never on an OOD split (Causal Triplet's
-released analysis picks the epoch with the best OOD test accuracy; we do not).
+released analysis picks the epoch with the best OOD test accuracy; we do not). The checkpoint carries
+class names, preprocessing, objects, the resolved config and a no-effect calibration from validation.
 """
 from __future__ import annotations
 
@@ -19,12 +20,12 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, WeightedRandomSampler
+from torch.utils.data import DataLoader, Sampler
 from torch.utils.data.distributed import DistributedSampler
 
 from cde_core.checkpoint import ModelMeta, save_checkpoint
 from cde_core.data.manifest import NO_CHANGE, ROLES, PairRecord, read_manifest
-from cde_core.data.pair_dataset import PairDataset, vocabulary
+from cde_core.data.pair_dataset import ClassBalancedSampler, PairDataset, vocabulary
 from cde_core.eval.metrics import classification_report
 from cde_core.eval.plots import plot_confusion, plot_curves
 from cde_core.eval.predict import Predictions, predict
@@ -40,6 +41,8 @@ _LOG = logging.getLogger(__name__)
 
 @dataclass
 class TrainResult:
+    """What a run produced: the checkpoint, the IID-val-selected epoch and the metrics per role."""
+
     checkpoint: Path
     best_epoch: int
     metrics: dict[str, Any]
@@ -65,30 +68,40 @@ def seed_everything(seed: int) -> None:
 
 
 def action_blocks(class_names: list[str], records: list[PairRecord]) -> list[int]:
-    """Latent block per class for SMS: an action and its antonym share one block."""
+    """Latent block per class for SMS: an action and its antonym (manifest `antonym`) share one block."""
     antonym = {r.action: r.antonym for r in records if r.antonym}
     block: dict[str, int] = {}
+    next_block = 0
     for name in class_names:
-        if name not in block:
-            block[name] = len(set(block.values()))
-            if antonym.get(name) in class_names:
-                block[antonym[name]] = block[name]
+        if name in block:
+            continue
+        block[name] = next_block
+        if antonym.get(name) in class_names and antonym[name] not in block:
+            block[antonym[name]] = next_block
+        next_block += 1
     return [block[n] for n in class_names]
 
 
-def _autocast(precision: str) -> contextlib.AbstractContextManager:
+def autocast_context(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
     if precision == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     if precision != "fp32":
         raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
     return contextlib.nullcontext()
 
 
-def _lr_factor(step: int, total: int, warmup: int) -> float:
+def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
+    """Linear warmup, then cosine / linear decay to 0 or constant."""
     if step < warmup:
         return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * progress))
+    if schedule == "linear":
+        return 1.0 - progress
+    if schedule == "constant":
+        return 1.0
+    raise ValueError(f"unknown schedule {schedule!r}")
 
 
 def _report(pred: Predictions, records: list[PairRecord], class_names: list[str]) -> dict[str, Any]:
@@ -96,12 +109,17 @@ def _report(pred: Predictions, records: list[PairRecord], class_names: list[str]
 
 
 class Trainer:
+    """Builds data, model and optimizer from a TrainConfig; `fit()` trains and writes the run directory."""
+
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
-        self.rank, self.world = distributed.init_distributed()
+        self.device = distributed.resolve_device(config.device)
+        self.rank, self.world = distributed.init_distributed(self.device)
         torch.set_num_threads(max(1, config.threads))
         seed_everything(config.seed)
         root = Path(config.data.root)
+        if not config.data.root:
+            raise ValueError("data.root is empty: give the dataset directory, e.g. `cde train CONFIG data.root=DIR`")
         self.records = read_manifest(root)
         split = config.data.split
         self.roles: dict[str, list[PairRecord]] = {role: [r for r in self.records if r.role(split) == role]
@@ -118,25 +136,27 @@ class Trainer:
         if mc.name == "sms":
             mc.action_blocks = action_blocks(self.class_names, self.records)
         self.preprocessing = Preprocessing(img_size=mc.img_size)
-        self.model = model_from_config(mc)
+        self.model = model_from_config(mc).to(self.device)
         self.datasets = {role: PairDataset(root, recs, self.class_names, self.objects, self.preprocessing,
                                            cache=config.data.cache) for role, recs in self.roles.items()}
-        self.criterion = PairCriterion(config.loss)
+        self.criterion = PairCriterion(copy.copy(config.loss))
+        if not mc.name.startswith("cde") and (config.loss.contrast > 0 or config.loss.sparsity > 0):
+            _LOG.warning("loss.contrast/loss.sparsity act on CDE deltas only; %s trains without them", mc.name)
         self.out = Path(config.out)
 
-    def _loader(self) -> tuple[DataLoader, Any]:
+    def _loader(self) -> tuple[DataLoader, Sampler | None]:
         dataset = self.datasets["train"]
         opt = self.config.optim
         generator = torch.Generator().manual_seed(self.config.seed)
-        sampler: Any = None
-        if self.world > 1:
+        sampler: Sampler | None = None
+        if opt.balanced_sampler:
+            sampler = ClassBalancedSampler(dataset.labels(), seed=self.config.seed, num_replicas=self.world,
+                                           rank=self.rank)
+        elif self.world > 1:
             sampler = DistributedSampler(dataset, num_replicas=self.world, rank=self.rank, seed=self.config.seed)
-        elif opt.balanced_sampler:
-            counts = np.bincount(dataset.labels(), minlength=len(self.class_names))
-            weights = [1.0 / counts[label] for label in dataset.labels()]
-            sampler = WeightedRandomSampler(weights, len(weights), generator=generator)
+        per_rank = math.ceil(len(dataset) / self.world)
         loader = DataLoader(dataset, batch_size=opt.batch_size, shuffle=sampler is None, sampler=sampler,
-                            drop_last=len(dataset) > opt.batch_size * self.world, generator=generator)
+                            drop_last=per_rank > opt.batch_size, generator=generator)
         return loader, sampler
 
     def _optimizer(self) -> torch.optim.Optimizer:
@@ -152,6 +172,7 @@ class Trainer:
         return torch.optim.AdamW(groups, weight_decay=opt.weight_decay)
 
     def _weights_at(self, step: int) -> LossWeights:
+        """The configured weights, with SupCon and L1 off during the auxiliary-loss warmup."""
         weights = copy.copy(self.config.loss)
         if step < self.config.optim.aux_warmup_steps:
             weights.contrast = 0.0
@@ -166,34 +187,49 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.out / "config.yaml")
         loader, sampler = self._loader()
+        if len(loader) == 0:
+            raise ValueError(f"no training batches: {len(self.datasets['train'])} pairs, batch size "
+                             f"{cfg.optim.batch_size}, {self.world} rank(s)")
         step_module: nn.Module = _TrainStep(self.model)
         if self.world > 1:
-            step_module = nn.parallel.DistributedDataParallel(step_module, find_unused_parameters=False)
+            step_module = nn.parallel.DistributedDataParallel(
+                step_module, device_ids=[self.device] if self.device.type == "cuda" else None)
         optimizer = self._optimizer()
-        total_steps = max(1, cfg.optim.epochs * len(loader))
+        total_steps = cfg.optim.steps if cfg.optim.steps > 0 else cfg.optim.epochs * len(loader)
+        epochs = math.ceil(total_steps / len(loader))
         history: list[dict[str, float]] = []
         best_acc, best_epoch, best_state = -1.0, 0, copy.deepcopy(self.model.state_dict())
-        step = 0
+        step, pairs_seen, train_seconds = 0, 0, 0.0
         progress = None
         if cfg.progress and main:
             from tqdm import tqdm
             progress = tqdm(total=total_steps, desc=f"train {cfg.model.name}", unit="step", leave=False)
-        for epoch in range(1, cfg.optim.epochs + 1):
+        _LOG.info("training %s on %s/%s: %d train / %d val pairs, %d classes, %d steps, %s, %s x%d",
+                  cfg.model.name, cfg.data.root, cfg.data.split, len(self.datasets["train"]),
+                  len(self.datasets["val"]), len(self.class_names), total_steps, cfg.precision, self.device.type,
+                  self.world)
+        for epoch in range(1, epochs + 1):
             if sampler is not None and hasattr(sampler, "set_epoch"):
                 sampler.set_epoch(epoch)
             self.model.train()
             sums: dict[str, float] = {}
             batches = 0
+            epoch_start = time.perf_counter()
             for before, after, labels, objects in loader:
-                factor = _lr_factor(step, total_steps, cfg.optim.warmup_steps)
+                if step >= total_steps:
+                    break
+                factor = lr_factor(step, total_steps, cfg.optim.warmup_steps, cfg.optim.schedule)
                 for group in optimizer.param_groups:
                     group["lr"] = group["base_lr"] * factor
                 self.criterion.weights = self._weights_at(step)
-                with _autocast(cfg.precision):
+                before, after = before.to(self.device), after.to(self.device)
+                labels, objects = labels.to(self.device), objects.to(self.device)
+                with autocast_context(cfg.precision, self.device):
                     out = step_module(before, after)
                 loss, parts = self.criterion(out, labels, objects, self.model)
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(f"non-finite loss at step {step}: {parts}")
+                    raise FloatingPointError(f"non-finite loss at step {step}: {parts}; lower optim.lr or "
+                                             "use precision=fp32")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.optim.grad_clip > 0:
@@ -201,46 +237,63 @@ class Trainer:
                 optimizer.step()
                 step += 1
                 batches += 1
-                for key, value in parts.items():
-                    sums[key] = sums.get(key, 0.0) + value
+                pairs_seen += int(labels.shape[0]) * self.world
+                sums["total"] = sums.get("total", 0.0) + float(loss.detach())
+                for key in ("ce", "contrast", "sparsity", "icm", "sms"):  # same keys on every rank
+                    sums[key] = sums.get(key, 0.0) + parts.get(key, 0.0)
                 if progress is not None:
                     progress.update(1)
-                    progress.set_postfix(loss=f"{float(loss):.3f}")
-            record = {"epoch": float(epoch), **{f"loss_{k}": v / max(1, batches) for k, v in sums.items()}}
-            if epoch % cfg.eval_every == 0 or epoch == cfg.optim.epochs:
+                    progress.set_postfix(loss=f"{float(loss):.3f}", epoch=epoch)
+            train_seconds += time.perf_counter() - epoch_start
+            means = distributed.all_reduce_mean({k: v / max(1, batches) for k, v in sums.items()}, self._reduce_device)
+            record: dict[str, float] = {"epoch": float(epoch), "step": float(step), "lr": optimizer.param_groups[0]["lr"],
+                                        **{f"loss_{k}": v for k, v in means.items() if k == "total" or v != 0.0}}
+            if epoch % cfg.eval_every == 0 or epoch == epochs:
                 acc = self._val_accuracy()
                 record["val_accuracy"] = acc
                 if acc > best_acc:
                     best_acc, best_epoch = acc, epoch
                     best_state = copy.deepcopy(self.model.state_dict())
             history.append(record)
-            _LOG.debug("epoch %d: %s", epoch, record)
+            _LOG.info("epoch %d step %d: loss %.4f%s", epoch, step, record["loss_total"],
+                      f", IID val {record['val_accuracy']:.3f}" if "val_accuracy" in record else "")
         if progress is not None:
             progress.close()
         self.model.load_state_dict(best_state)
-        result = self._finish(history, best_epoch, time.perf_counter() - start)
+        throughput = 2 * pairs_seen / max(train_seconds, 1e-9)  # images per second, all ranks
+        result = self._finish(history, best_epoch, step, throughput, time.perf_counter() - start)
         distributed.barrier()
         return result
+
+    @property
+    def _reduce_device(self) -> torch.device:
+        return self.device if self.device.type == "cuda" else torch.device("cpu")
 
     def _val_accuracy(self) -> float:
         """IID validation accuracy, computed on each rank's shard and summed over ranks."""
         dataset = self.datasets["val"]
-        indices = list(range(self.rank, len(dataset), self.world))
-        shard = torch.utils.data.Subset(dataset, indices)
-        pred = predict(self.model, shard, precision=self.config.precision)  # type: ignore[arg-type]
-        hits, n = distributed.all_reduce_sum([float((pred.labels == pred.preds).sum()), float(len(pred.labels))])
+        shard = torch.utils.data.Subset(dataset, list(range(self.rank, len(dataset), self.world)))
+        pred = predict(self.model, shard, precision=self.config.precision, device=self.device)
+        hits, n = distributed.all_reduce_sum([float((pred.labels == pred.preds).sum()), float(len(pred.labels))],
+                                             self._reduce_device)
         return hits / max(1.0, n)
 
-    def _finish(self, history: list[dict[str, float]], best_epoch: int, seconds: float) -> TrainResult:
+    def _finish(self, history: list[dict[str, float]], best_epoch: int, steps: int, throughput: float,
+                seconds: float) -> TrainResult:
+        """Evaluate the selected weights on every role, calibrate on val, write the run directory (rank 0)."""
         cfg = self.config
-        predictions = {role: predict(self.model, ds, precision=cfg.precision)
+        predictions = {role: predict(self.model, ds, precision=cfg.precision, device=self.device)
                        for role, ds in self.datasets.items() if len(ds)}
-        val = predictions["val"]
-        no_change = [r.action == NO_CHANGE for r in self.roles["val"]]
+        changed = [r.action != NO_CHANGE for r in self.roles["val"]]
         calibration = Calibration(no_effect_magnitude=calibrate_no_effect_threshold(
-            val.magnitudes, [not x for x in no_change]) if any(no_change) else 0.0)
-        metrics: dict[str, Any] = {"split": cfg.data.split, "model": cfg.model.name, "best_epoch": best_epoch,
-                                   "class_names": self.class_names, "seconds": seconds}
+            predictions["val"].magnitudes, changed))
+        if all(changed):
+            _LOG.warning("no '%s' pairs in IID val: no-effect threshold left at 0 (magnitude check off)", NO_CHANGE)
+        metrics: dict[str, Any] = {
+            "split": cfg.data.split, "model": cfg.model.name, "best_epoch": best_epoch, "steps": steps,
+            "world_size": self.world, "precision": cfg.precision, "device": self.device.type,
+            "train_images_per_second": throughput, "seconds": seconds, "class_names": self.class_names,
+            "calibration": calibration.to_dict()}
         for role, pred in predictions.items():
             metrics[role] = _report(pred, self.roles[role], self.class_names)
         checkpoint = self.out / "model.safetensors"
@@ -252,15 +305,16 @@ class Trainer:
             (self.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
             (self.out / "history.json").write_text(json.dumps(history, indent=2))
             plot_curves(history, self.out / "curves.png")
-            for role in ("test", "ood"):
+            for role in ("val", "test", "ood"):
                 if role in metrics:
                     plot_confusion(metrics[role]["confusion_matrix"], self.class_names,
                                    f"{cfg.model.name} {cfg.data.split} {role}", self.out / f"confusion_{role}.png")
             summary = ", ".join(f"{role} {metrics[role]['accuracy']:.3f}" for role in ROLES if role in metrics)
-            _LOG.info("%s on %s: best epoch %d; %s (%.0f s)", cfg.model.name, cfg.data.split, best_epoch,
-                      summary, seconds)
+            _LOG.info("%s on %s: best IID-val epoch %d; %s (%.0f s, %.0f img/s)", cfg.model.name, cfg.data.split,
+                      best_epoch, summary, seconds, throughput)
         return TrainResult(checkpoint, best_epoch, metrics, history, seconds)
 
 
 def train(config: TrainConfig) -> TrainResult:
+    """Train one model as `config` says; see Trainer."""
     return Trainer(config).fit()
