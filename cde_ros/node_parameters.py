@@ -39,6 +39,10 @@ def _choices(*options: str) -> Callable[[Any], str]:
     return check
 
 
+def _non_empty(value: Any) -> str:
+    return "" if str(value).strip() else "must not be empty"
+
+
 def _mapping(value: Any) -> str:
     from cde_ros.command_events import CommandEventError, parse_action_mapping
 
@@ -80,6 +84,23 @@ PARAMS: tuple[ParamSpec, ...] = (
               WHILE_UNCONFIGURED),
     ParamSpec("autostart", False, "configure and activate at start (no lifecycle manager needed)",
               changeable_up_to=WHILE_UNCONFIGURED),
+    # Episode recording (cde_ros/episode_recorder.py): read in configure, like the topics.
+    ParamSpec("recording_enabled", False, "record every completed episode to MCAP bags under recording_dir",
+              changeable_up_to=WHILE_UNCONFIGURED),
+    ParamSpec("recording_dir", "~/.ros/cde_episodes", "directory the bags are written under ('~' expanded)",
+              _non_empty, WHILE_UNCONFIGURED),
+    ParamSpec("recording_image_format", "raw", "raw (frames as received) | jpeg | png (re-encoded CompressedImage)",
+              _choices("raw", "jpeg", "png"), WHILE_UNCONFIGURED),
+    ParamSpec("recording_jpeg_quality", 90, "JPEG quality when recording_image_format is jpeg", _range(1, 100),
+              WHILE_UNCONFIGURED),
+    ParamSpec("recording_max_bag_size_mb", 1024.0, "start a new bag once a bag's files reach this (0 = no limit)",
+              _range(0.0, 1e7), WHILE_UNCONFIGURED),
+    ParamSpec("recording_max_bag_duration_s", 3600.0, "start a new bag once a bag is this old (0 = no limit)",
+              _range(0.0, 1e7), WHILE_UNCONFIGURED),
+    ParamSpec("recording_retry_s", 30.0, "after a write error, pause recording this long, then retry (0 = stop)",
+              _range(0.0, 86400.0), WHILE_UNCONFIGURED),
+    ParamSpec("label_topic", "~/episode_label", "cde_ros/EpisodeLabel input, stored in the bag (recording only)",
+              _non_empty, WHILE_UNCONFIGURED),
 )
 SPECS = {p.name: p for p in PARAMS}
 

@@ -3,14 +3,18 @@
 Lifecycle: configure creates the buffer, subscriptions and publishers; activate loads the model (a
 missing or corrupt model fails the transition and the node stays up, inactive); commands received
 while no model is loaded still get an UNCERTAIN verdict saying so. Callbacks only store; one worker
-thread converts images, runs the model, decides and publishes.
+thread converts images, runs the model, decides and publishes, and then (with `recording_enabled`)
+records the episode and stores labels from the label topic (cde_ros/recording_session.py). Deactivate
+finishes the current bag; cleanup, shutdown and SIGINT/SIGTERM close the recorder.
 
 Run: python -m cde_ros.perception_node --ros-args --params-file config/perception.yaml
 """
 from __future__ import annotations
 
 import copy
+import logging
 import queue
+import signal
 import threading
 import time
 from collections import deque
@@ -29,17 +33,20 @@ from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.qos import (HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_action_status_default,
                        qos_profile_sensor_data)
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image
 
 from cde_core.runtime import Embedding, Runtime, load_runtime
 from cde_core.verification import Verdict, verify_effect
 from cde_ros.command_events import (CommandEvent, CommandEventError, CommandTracker, GoalStatusTracker, Phase,
                                     event_from_command, parse_action_mapping)
+from cde_ros.episode_recorder import RecorderConfig
 from cde_ros.frame_buffer import BufferedFrame, FrameBuffer
 from cde_ros.image_conversion import ImageConversionError, message_to_rgb, rgb_to_image_fields
-from cde_ros.msg import ActionRecognition, EffectVerification, ManipulatorCommand
+from cde_ros.msg import ActionRecognition, EffectVerification, EpisodeLabel, ManipulatorCommand
 from cde_ros.node_parameters import PARAMS, confined_path, validate
 from cde_ros.overlay import OverlayError, render_overlay
+from cde_ros.recording_session import RecordingSession
 
 RESULT_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 
@@ -52,6 +59,24 @@ def stamp_ns(t: Time) -> int:
 def to_time(ns: int) -> Time:
     """Integer nanoseconds -> builtin_interfaces/Time."""
     return Time(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
+
+
+class _ToNodeLogger(logging.Handler):
+    """Python `logging` records of a library module (the recorder's: where its bags go, write errors)
+    -> the node's logger, so they reach the console and /rosout like the node's own messages."""
+
+    def __init__(self, logger: Any) -> None:
+        super().__init__(level=logging.INFO)
+        self._logger = logger
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # one call site per severity: rclpy's logger refuses a call site whose severity changes
+        if record.levelno >= logging.ERROR:
+            self._logger.error(record.getMessage())
+        elif record.levelno >= logging.WARNING:
+            self._logger.warning(record.getMessage())
+        else:
+            self._logger.info(record.getMessage())
 
 
 @dataclass
@@ -92,6 +117,9 @@ class PerceptionNode(LifecycleNode):
         self._camera_frame_id = ""
         self._rate_window: deque[float] = deque(maxlen=300)
         self._last_error = ""
+        self.recording: RecordingSession | None = None
+        self._recorder_log: tuple[logging.Logger, logging.Handler, int] | None = None
+        self._next_recording_refresh = 0.0
         if self.get_parameter("autostart").value:  # no lifecycle manager: configure and activate ourselves
             if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
                 self.trigger_activate()  # a failure is logged; the node stays up, inactive, answering commands
@@ -115,6 +143,13 @@ class PerceptionNode(LifecycleNode):
         except CommandEventError as exc:
             self.get_logger().error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
+        recording: RecorderConfig | None = None
+        if self._p("recording_enabled"):
+            try:
+                recording = RecorderConfig.from_parameters(self._p)
+            except ValueError as exc:
+                self.get_logger().error(f"configure failed: recording: {exc}")
+                return TransitionCallbackReturn.FAILURE
         self.buffer = FrameBuffer(self._p("buffer_seconds"), int(self._p("buffer_max_mb") * 1024 * 1024))
         self.tracker = CommandTracker()
         watching_since = self.get_clock().now().nanoseconds
@@ -149,13 +184,32 @@ class PerceptionNode(LifecycleNode):
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._timers.append(self.create_timer(self._p("diagnostics_period"), self._publish_diagnostics,
                                               callback_group=timer_group))
+        if recording is not None:
+            self._start_recording(recording, command_group)
         self._stop.clear()
         self._worker = threading.Thread(target=self._work, name="cde_worker", daemon=True)
         self._worker.start()
         self._state = "inactive"
         self.get_logger().info(f"configured: image '{self._p('image_topic')}', commands '{self._p('command_topic')}', "
-                               f"action servers {list(self._servers) or 'none'}")
+                               f"action servers {list(self._servers) or 'none'}, recording "
+                               f"{'to ' + recording.directory if recording else 'off'}")
         return TransitionCallbackReturn.SUCCESS
+
+    def _start_recording(self, config: RecorderConfig, group: MutuallyExclusiveCallbackGroup) -> None:
+        """The recording session (its errors never fail the transition) and the label subscription."""
+        recorder_log = logging.getLogger("cde_ros.episode_recorder")
+        handler = _ToNodeLogger(self.get_logger())
+        self._recorder_log = (recorder_log, handler, recorder_log.level)
+        recorder_log.addHandler(handler)
+        recorder_log.setLevel(logging.INFO)
+
+        def known_actions() -> list[str] | None:
+            runtime = self.runtime
+            return list(runtime.metadata.class_names) if runtime is not None else None
+
+        self.recording = RecordingSession(config, self.get_logger(), known_actions)
+        self._subs.append(self.create_subscription(EpisodeLabel, self._p("label_topic"), self._on_label, RESULT_QOS,
+                                                   callback_group=group))
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         path, directory = self._p("model_path"), self._p("model_dir")
@@ -184,6 +238,8 @@ class PerceptionNode(LifecycleNode):
         return super().on_activate(state)
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        if self.recording is not None:  # the next episode starts a new bag: one bag, one model
+            self.recording.roll_over()
         self.runtime = None
         self.model_error = "node deactivated"
         self.tracker.known_actions = None
@@ -199,11 +255,13 @@ class PerceptionNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _teardown(self) -> None:
-        """Stop the worker, then drop subscriptions, timers and publishers (idempotent)."""
+        """Stop the worker, store the labels it had not reached, close the recorder, then drop
+        subscriptions, timers and publishers (idempotent)."""
         self._stop.set()
         if self._worker is not None:
             self._worker.join(timeout=5)
             self._worker = None
+        self._close_recording()
         for sub in self._subs:
             self.destroy_subscription(sub)
         for timer in self._timers:
@@ -237,6 +295,9 @@ class PerceptionNode(LifecycleNode):
             return
         self._jobs.put(("event", event))
 
+    def _on_label(self, msg: EpisodeLabel) -> None:
+        self._jobs.put(("label", msg))  # validated and written by the worker (disk time off the callbacks)
+
     def _on_status(self, tracker: GoalStatusTracker, msg: GoalStatusArray) -> None:
         now = self.get_clock().now().nanoseconds
         statuses = [(bytes(s.goal_info.goal_id.uuid), int(s.status), stamp_ns(s.goal_info.stamp))
@@ -256,8 +317,11 @@ class PerceptionNode(LifecycleNode):
                     self._handle_event(payload)
                 elif kind == "invalid":
                     self._publish_uncertain(payload[0], payload[1], payload[2], None, payload[3])
+                elif kind == "label" and self.recording is not None:
+                    self.recording.on_label(payload)
                 self._poll_starting()
                 self._poll_finishing()
+                self._refresh_recording_status()
             except Exception as exc:  # noqa: BLE001 - last resort: the worker must outlive any one command
                 self._last_error = f"{type(exc).__name__}: {exc}"
                 self.get_logger().error(f"worker error (a bug; please report): {self._last_error}")
@@ -342,7 +406,7 @@ class PerceptionNode(LifecycleNode):
             if pending.problem:
                 self._pending.pop(command_id)
                 self._publish_uncertain(command_id, self._action_of(pending), pending.problem, pending.start,
-                                        end.stamp_ns)
+                                        end.stamp_ns, pending)
                 continue
             settle = self._p("settle_time")
             frame = self.buffer.first_after(end.stamp_ns + int(settle * 1e9))
@@ -353,7 +417,7 @@ class PerceptionNode(LifecycleNode):
                     self._publish_uncertain(command_id, self._action_of(pending),
                                             f"no camera frame at or after end + settle ({settle:.2f} s) "
                                             f"within {timeout:.1f} s (after_frame_timeout)", pending.start,
-                                            end.stamp_ns)
+                                            end.stamp_ns, pending)
                 else:
                     still.append(command_id)
                 continue
@@ -372,7 +436,7 @@ class PerceptionNode(LifecycleNode):
                                              "expired"))
             self._publish_uncertain(command_id, self._action_of(pending),
                                     f"no end seen within max_command_duration {limit:.0f} s", pending.start,
-                                    start_ns)
+                                    start_ns, pending)
 
     @staticmethod
     def _action_of(pending: _Pending) -> str:
@@ -386,12 +450,13 @@ class PerceptionNode(LifecycleNode):
         t0 = time.monotonic()
         if runtime is None:
             self._publish_uncertain(command_id, start.action, f"no model loaded ({self.model_error})", start,
-                                    end.stamp_ns)
+                                    end.stamp_ns, pending, after)
             return
         try:
             after_rgb = self._rgb(after)
         except ImageConversionError as exc:
-            self._publish_uncertain(command_id, start.action, f"after frame: {exc}", start, end.stamp_ns)
+            self._publish_uncertain(command_id, start.action, f"after frame: {exc}", start, end.stamp_ns, pending,
+                                    after)
             return
         try:
             before_embedding = pending.before_embedding or runtime.embed(pending.before_rgb)
@@ -400,7 +465,8 @@ class PerceptionNode(LifecycleNode):
                                      runtime.metadata.calibration)
         except (RuntimeError, ValueError) as exc:  # ModelLoadError (a RuntimeError) or shape/metadata problems
             self.get_logger().error(f"{command_id}: inference failed: {type(exc).__name__}: {exc}")
-            self._publish_uncertain(command_id, start.action, f"inference failed: {exc}", start, end.stamp_ns)
+            self._publish_uncertain(command_id, start.action, f"inference failed: {exc}", start, end.stamp_ns,
+                                    pending, after)
             return
         header = after.message.header
         rec = ActionRecognition()
@@ -425,10 +491,10 @@ class PerceptionNode(LifecycleNode):
                                          f"{command_id}: {start.action} -> {decision.observed_action} "
                                          f"({decision.confidence:.2f}) {decision.verdict.name}",
                                          verdict=decision.verdict.name)
+                self.overlay_pub.publish(Image(header=header, **rgb_to_image_fields(overlay)))
             except OverlayError as exc:
                 self.get_logger().warning(f"{command_id}: no overlay: {exc}")
-                return
-            self.overlay_pub.publish(Image(header=header, **rgb_to_image_fields(overlay)))
+        self._record(command_id, pending, after, rec, ver)
 
     def _verification(self, command_id: str, commanded: str, observed: str, verdict: Verdict, confidence: float,
                       reason: str, start: CommandEvent | None, end_ns: int) -> EffectVerification:
@@ -442,11 +508,52 @@ class PerceptionNode(LifecycleNode):
         return msg
 
     def _publish_uncertain(self, command_id: str, commanded: str, reason: str, start: CommandEvent | None,
-                           end_ns: int) -> None:
+                           end_ns: int, pending: _Pending | None = None, after: BufferedFrame | None = None) -> None:
+        """Publish UNCERTAIN with the reason; an episode (`pending`: a command was seen) is recorded too,
+        with whatever frames it has, so it can be labelled later."""
         msg = self._verification(command_id, commanded, "", Verdict.UNCERTAIN, 0.0, reason, start, end_ns)
         msg.header.stamp, msg.header.frame_id = to_time(end_ns), self._camera_frame_id
         self.verification_pub.publish(msg)
         self.get_logger().warning(f"{command_id}: UNCERTAIN: {reason}")
+        if pending is not None:
+            self._record(command_id, pending, after, None, msg)
+
+    # ---------------------------------------------------------------- recording (worker, after publishing)
+    def _record(self, command_id: str, pending: _Pending, after: BufferedFrame | None,
+                recognition: ActionRecognition | None, verification: EffectVerification) -> None:
+        """Store the episode as published; disk trouble is the session's to report, never the node's."""
+        if self.recording is None:
+            return
+        self.recording.record_episode(
+            command_id, before=pending.before.message if pending.before is not None else None,
+            after=after.message if after is not None else None,
+            commands=[e for e in (pending.start, pending.end) if e is not None],
+            recognition=recognition, verification=verification)
+
+    def _refresh_recording_status(self) -> None:
+        """Twice a second, the snapshot the diagnostics read (pause countdown, counters)."""
+        now = time.monotonic()
+        if self.recording is not None and now >= self._next_recording_refresh:
+            self.recording.refresh()
+            self._next_recording_refresh = now + 0.5
+
+    def _close_recording(self) -> None:
+        """Store the labels still queued (the worker has stopped), then close the recorder (idempotent)."""
+        recording, self.recording = self.recording, None
+        if recording is not None:
+            while True:
+                try:
+                    kind, payload = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if kind == "label":  # commands still in flight get no verdict, and no episode, at teardown
+                    recording.on_label(payload)
+            recording.close()
+        if self._recorder_log is not None:
+            logger, handler, level = self._recorder_log
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+            self._recorder_log = None
 
     # ---------------------------------------------------------------- diagnostics
     def _publish_diagnostics(self) -> None:
@@ -462,9 +569,12 @@ class PerceptionNode(LifecycleNode):
             return f"{values[min(len(values) - 1, int(q * len(values)))] * 1000:.2f}" if values else "nan"
 
         meta = self.runtime.metadata if self.runtime else None
+        recording = self.recording
+        recording_problem = recording.problem() if recording is not None else ""
         status = DiagnosticStatus(name=f"{self.get_name()}: effect verification", hardware_id="cde")
-        status.level = DiagnosticStatus.OK if self.runtime else DiagnosticStatus.WARN
-        status.message = "ok" if self.runtime else f"no model: {self.model_error}"
+        status.level = DiagnosticStatus.OK if self.runtime and not recording_problem else DiagnosticStatus.WARN
+        status.message = "; ".join(m for m in ("" if self.runtime else f"no model: {self.model_error}",
+                                               recording_problem) if m) or "ok"
         values = {
             "input_rate_hz": f"{rate:.2f}", "frames_received": str(self._frames_in),
             "buffer_frames": str(stats.count), "buffer_mb": f"{stats.bytes / 2**20:.1f}",
@@ -476,6 +586,7 @@ class PerceptionNode(LifecycleNode):
             "after_frame_to_verdict_ms_p50": pct(inference, 0.5), "after_frame_to_verdict_ms_p99": pct(inference, 0.99),
             "backend": meta.backend if meta else "none", "precision": meta.precision if meta else "none",
             "providers": ",".join(meta.providers) if meta else "", "last_error": self._last_error,
+            **(recording.diagnostic_values() if recording is not None else {"recording": "off"}),
         }
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         array = DiagnosticArray(status=[status])
@@ -484,21 +595,40 @@ class PerceptionNode(LifecycleNode):
 
 
 def main(args: list[str] | None = None) -> None:
-    """Spin the node on a multi-threaded executor until SIGINT/SIGTERM (rclpy's handlers), then stop the
-    worker, the executor and the node in that order before shutting rclpy down."""
-    rclpy.init(args=args)
+    """Spin the node on a multi-threaded executor in a thread until SIGINT/SIGTERM, then stop the worker
+    and close the recorder, the executor and the node in that order, and only then shut rclpy down.
+
+    The signals are ours, not rclpy's: rclpy's handlers invalidate the context at once, so a verdict
+    being published, the labels still queued and the closing log lines would fail or reach no one."""
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     node = PerceptionNode()
     executor = MultiThreadedExecutor(num_threads=3)
     executor.add_node(node)
+
+    def spin() -> None:
+        try:
+            executor.spin()
+        except ExternalShutdownException:  # someone else shut the context down
+            pass
+        finally:
+            stop.set()
+
+    spinner = threading.Thread(target=spin, name="cde_executor", daemon=True)
+    spinner.start()
     try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        while not stop.wait(timeout=0.5):  # the main thread waits here; Python runs signal handlers on it
+            pass
     finally:
-        node._teardown()
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
+        try:
+            node._teardown()
+        finally:
+            executor.shutdown()
+            spinner.join(timeout=5)
+            node.destroy_node()
+            rclpy.try_shutdown()
 
 
 if __name__ == "__main__":
