@@ -1,0 +1,141 @@
+"""Fuzzing what a robot can send the node, at the level of the pure logic the callbacks call.
+
+Every case must end in one of two ways: a valid result, or the module's own specific error type with
+a message (ImageConversionError / CommandEventError, or a CommandPair whose `problem` says what is
+wrong). Any other exception is a crash of the node's worker and fails the test. Cases per test are set
+by `max_examples` (README "Reliability" sums them); the DDS-level counterpart is
+test_perception_node_ros.py::test_bad_images_and_commands_give_reasons_and_the_node_survives.
+"""
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cde_ros.command_events import CommandEventError, CommandTracker, Phase, event_from_command
+from cde_ros.image_conversion import ENCODINGS, MAX_PIXELS, ImageConversionError, message_to_rgb
+
+sensor_msgs = pytest.importorskip("sensor_msgs.msg")
+S = 1_000_000_000
+UINT32 = 2**32 - 1
+
+encodings = st.sampled_from([*ENCODINGS, "yuv422", "bayer_rggb8", "RGB8", "", "rgb8\x00", "16UC3", "64FC1"])
+dims = st.one_of(st.integers(0, 40), st.sampled_from([1, 2**16, 2**20, 2**31 - 1, UINT32]))
+
+
+def _check_rgb(rgb: np.ndarray, width: int, height: int) -> None:
+    assert rgb.dtype == np.uint8 and rgb.shape == (height, width, 3)
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(width=dims, height=dims, encoding=encodings, step=st.one_of(st.integers(0, 200), st.just(UINT32)),
+       bigendian=st.integers(0, 255), data=st.binary(max_size=4000))
+def test_any_image_header_and_payload_converts_or_says_why(width: int, height: int, encoding: str, step: int,
+                                                           bigendian: int, data: bytes) -> None:
+    msg = sensor_msgs.Image(width=width, height=height, encoding=encoding, step=step, is_bigendian=bigendian,
+                            data=data)
+    try:
+        rgb = message_to_rgb(msg)
+    except ImageConversionError as exc:
+        assert str(exc)  # a reason, never an empty message
+        return
+    _check_rgb(rgb, width, height)
+    assert width * height <= MAX_PIXELS
+
+
+@settings(max_examples=300, deadline=None)
+@given(width=st.integers(1, 16), height=st.integers(1, 16), bigendian=st.booleans(),
+       values=st.lists(st.floats(allow_nan=True, allow_infinity=True, width=32), min_size=256, max_size=256))
+def test_float_images_with_nan_and_inf_stay_in_range(width: int, height: int, bigendian: bool,
+                                                     values: list[float]) -> None:
+    floats = np.asarray(values[: width * height], dtype=">f4" if bigendian else "<f4").reshape(height, width)
+    msg = sensor_msgs.Image(width=width, height=height, encoding="32FC1", step=width * 4, is_bigendian=bigendian,
+                            data=floats.tobytes())
+    rgb = message_to_rgb(msg)
+    _check_rgb(rgb, width, height)
+    finite = np.isfinite(floats.astype(np.float64))
+    assert (rgb[~finite] == 0).all()  # NaN/inf never leak into the model as garbage intensities
+
+
+def _encoded(fmt: str, width: int, height: int, seed: int) -> bytes:
+    from PIL import Image
+
+    rgb = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(rgb).save(out, format=fmt)
+    return out.getvalue()
+
+
+@settings(max_examples=300, deadline=None)
+@given(fmt=st.sampled_from(["PNG", "JPEG"]), width=st.integers(1, 24), height=st.integers(1, 24),
+       seed=st.integers(0, 2**31 - 1), cut=st.floats(0.0, 1.0), flips=st.lists(st.integers(0, 10_000), max_size=4),
+       label=st.sampled_from(["jpeg", "png", "rgb8; jpeg compressed bgr8", "", "tiff"]))
+def test_truncated_or_corrupted_compressed_images_decode_or_say_why(fmt: str, width: int, height: int, seed: int,
+                                                                    cut: float, flips: list[int], label: str) -> None:
+    data = bytearray(_encoded(fmt, width, height, seed))
+    data = data[: int(math.ceil(len(data) * cut))]
+    for position in flips:
+        if data:
+            data[position % len(data)] ^= 0xFF
+    msg = sensor_msgs.CompressedImage(format=label, data=bytes(data))
+    try:
+        rgb = message_to_rgb(msg)
+    except ImageConversionError as exc:
+        assert "compressed image" in str(exc)
+        return
+    assert rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=600), label=st.text(max_size=12))
+def test_random_bytes_as_compressed_images(data: bytes, label: str) -> None:
+    try:
+        rgb = message_to_rgb(sensor_msgs.CompressedImage(format=label, data=data))
+    except ImageConversionError as exc:
+        assert str(exc)
+        return
+    assert rgb.dtype == np.uint8 and rgb.shape[2] == 3
+
+
+command_ids = st.sampled_from(["a", "b", "c", "", "a" * 300, "ü/ñ", "dup"])
+actions = st.sampled_from(["open", "close", "none", "", "fly", "OPEN"])
+stamps = st.sampled_from([0, -5, 1, 10 * S, 10 * S + 1, 9 * S, 2**62, 1_700_000_000 * S])  # sim vs wall clocks
+command = st.tuples(command_ids, actions, st.integers(-3, 5), stamps)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(command, max_size=30), st.booleans())
+def test_any_command_sequence_is_answered_with_reasons(events: list[tuple[str, str, int, int]],
+                                                       know_actions: bool) -> None:
+    """Unknown actions, duplicate ids, FINISHED without STARTED, out-of-order / future / zero stamps,
+    sim-time vs wall-time stamps: each start is accepted or refused with a reason, each end gives a
+    pair whose problem says what was wrong, at most one answer per command id."""
+    tracker = CommandTracker(max_open=4, known_actions={"open", "close", "none"} if know_actions else None)
+    answered: set[str] = set()
+    for command_id, action, phase, stamp in events:
+        try:
+            event = event_from_command(command_id, action, "drawer", phase, stamp)
+        except CommandEventError as exc:
+            assert str(exc)
+            continue
+        if event.phase == Phase.STARTED:
+            reason = tracker.start(event)
+            if know_actions and action not in {"open", "close", "none"}:
+                assert "unknown action" in reason
+            continue
+        pair = tracker.finish(event)
+        assert pair.end is event
+        if pair.duplicate:
+            assert command_id in answered and pair.problem.startswith("duplicate")
+            continue
+        assert command_id not in answered
+        answered.add(command_id)
+        if pair.start is None:
+            assert pair.problem  # never verified without a before frame's command start
+        elif pair.start.stamp_ns > event.stamp_ns:
+            assert "clocks disagree" in pair.problem
+        assert tracker.open_count() <= 4
