@@ -39,9 +39,11 @@ def test_experiment_runner_tiny(tmp_path: Path) -> None:
         "methods": ["vanilla", "cde", "cde_ce_only"],
         "train_config": str(REPO_ROOT / "cde_core" / "configs" / "synthetic_tiny.yaml"),
         "overrides": ["optim.epochs=2"]}))
-    assert cde(["experiment", str(config), "--out", str(tmp_path / "out")]) == 0
+    assert cde(["experiment", str(config), "--out", str(tmp_path / "out"), "--workers", "2"]) == 0
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert len(results["runs"]) == 1 * 3 * 2
+    assert [(r["method"], r["seed"]) for r in results["runs"]] == [
+        (m, s) for m in ("vanilla", "cde", "cde_ce_only") for s in (0, 1)]  # two workers, results in job order
     for method in ("vanilla", "cde", "cde_ce_only"):
         for split in ("comp_0",):
             row = results["table"][method][split]

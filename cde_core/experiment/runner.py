@@ -35,33 +35,48 @@ def load_experiment(path: str | Path) -> dict[str, Any]:
     return spec
 
 
-def run_experiment(path: str | Path, out: str | Path, extra: list[str] | None = None) -> dict[str, Any]:
+def _train_one(job: dict[str, Any]) -> dict[str, Any]:
+    """Train and evaluate one (split, method, seed); a module-level function so worker processes can run it."""
+    from cde_core.train.trainer import train
+
+    result = train(load_config(job["train_config"], job["overrides"]))
+    m = result.metrics
+    run = {"split": job["split"], "method": job["method"], "seed": job["seed"], "best_epoch": result.best_epoch,
+           "iid": m["test"]["accuracy"] if "test" in m else float("nan"),
+           "ood": m["ood"]["accuracy"] if "ood" in m else float("nan"),
+           "ood_cell_balanced": m.get("ood", {}).get("cell_balanced_accuracy", float("nan")),
+           "seconds": result.seconds, "checkpoint": str(result.checkpoint)}
+    _LOG.info("%s %s seed %d: iid %.3f ood %.3f", run["split"], run["method"], run["seed"], run["iid"], run["ood"])
+    return run
+
+
+def run_experiment(path: str | Path, out: str | Path, extra: list[str] | None = None,
+                   workers: int | None = None) -> dict[str, Any]:
+    """Every (split, method, seed) run, in `workers` processes (default: the config's `workers`, else 1)."""
     from cde_core.checkpoint import load_checkpoint
     from cde_core.data.manifest import read_manifest
     from cde_core.data.pair_dataset import PairDataset
     from cde_core.eval.plots import plot_confusion
     from cde_core.eval.predict import predict
-    from cde_core.train.trainer import train
 
     spec = load_experiment(path)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "experiment.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    jobs = [{"split": split, "method": method, "seed": seed, "train_config": spec["train_config"],
+             "overrides": [*spec["overrides"], *METHODS[method], *(extra or []), f"data.root={spec['data']}",
+                           f"data.split={split}", f"seed={seed}", f"out={out / 'runs' / split / method / f'seed{seed}'}",
+                           "progress=false"]}
+            for split in spec["splits"] for method in spec["methods"] for seed in spec["seeds"]]
+    workers = max(1, int(workers if workers is not None else spec.get("workers", 1)))
     runs: list[dict[str, Any]] = []
-    for split in spec["splits"]:
-        for method in spec["methods"]:
-            for seed in spec["seeds"]:
-                run_dir = out / "runs" / split / method / f"seed{seed}"
-                overrides = [*spec["overrides"], *METHODS[method], *(extra or []), f"data.root={spec['data']}",
-                             f"data.split={split}", f"seed={seed}", f"out={run_dir}", "progress=false"]
-                result = train(load_config(spec["train_config"], overrides))
-                m = result.metrics
-                runs.append({"split": split, "method": method, "seed": seed, "best_epoch": result.best_epoch,
-                             "iid": m["test"]["accuracy"] if "test" in m else float("nan"),
-                             "ood": m["ood"]["accuracy"] if "ood" in m else float("nan"),
-                             "ood_cell_balanced": m.get("ood", {}).get("cell_balanced_accuracy", float("nan")),
-                             "seconds": result.seconds, "checkpoint": str(result.checkpoint)})
-                _LOG.info("%s %s seed %d: iid %.3f ood %.3f", split, method, seed, runs[-1]["iid"], runs[-1]["ood"])
+    if workers == 1:
+        runs = [_train_one(job) for job in jobs]
+    else:  # one training per process, each on its own intra-op thread (threads=1 in the configs)
+        import multiprocessing
+
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            runs = list(pool.imap(_train_one, jobs))
     table: dict[str, dict[str, Any]] = {}
     for method in spec["methods"]:
         for split in spec["splits"]:
