@@ -48,6 +48,7 @@ def run(model: Path, seconds: float, rate_hz: float, command_period: float, widt
     domain = fresh_domain()
     proc = start_node("cde_ros.perception_node", domain, [
         "--params-file", str(ROOT / "config" / "perception.yaml"), "-p", f"model_path:={onnx_index}",
+        "-p", f"allowed_model_dirs:={json.dumps([str(onnx_index.parent.resolve())])}",
         "-p", "buffer_seconds:=4.0", "-p", "buffer_max_mb:=512.0", "-p", "settle_time:=0.2",
         "-r", "__node:=cde_perception"], work / "node_load_node.log")
     t = TestNode("cde_load")

@@ -6,6 +6,7 @@ resolved training config and a format version. Loading never unpickles anything.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,11 +49,35 @@ class ModelMeta:
         if int(data.get("version", -1)) > FORMAT_VERSION:
             raise CheckpointError(f"checkpoint format {data.get('version')} is newer than this cde "
                                   f"({FORMAT_VERSION}); upgrade cde")
-        return cls(model=ModelConfig.from_dict(data["model"]), class_names=list(data["class_names"]),
+        meta = cls(model=ModelConfig.from_dict(data["model"]), class_names=list(data["class_names"]),
                    preprocessing=Preprocessing.from_dict(data["preprocessing"]),
                    calibration=Calibration.from_dict(data.get("calibration", {})),
                    train_config=dict(data.get("train_config", {})), objects=list(data.get("objects", [])),
                    version=int(data["version"]))
+        check_meta_values(meta)
+        return meta
+
+
+def check_meta_values(meta: ModelMeta) -> None:
+    """ValueError naming the field if metadata read from a file is out of range. Why: these values drive
+    preprocessing and the verdict rules directly; a NaN threshold or a zero std would not crash, it
+    would silently give wrong verdicts."""
+    names = meta.class_names
+    if not names or not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
+        raise ValueError(f"class_names must be non-empty, unique, non-empty strings, got {names!r}")
+    prep = meta.preprocessing
+    if not 8 <= prep.img_size <= 4096:
+        raise ValueError(f"preprocessing.img_size must be in [8, 4096], got {prep.img_size}")
+    for key, values, positive in (("mean", prep.mean, False), ("std", prep.std, True)):
+        if len(values) != 3 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values) \
+                or (positive and min(values) <= 0):
+            raise ValueError(f"preprocessing.{key} must be 3 finite numbers{' > 0' if positive else ''}, "
+                             f"got {list(values)}")
+    cal = meta.calibration
+    if not (math.isfinite(cal.no_effect_magnitude) and cal.no_effect_magnitude >= 0):
+        raise ValueError(f"calibration.no_effect_magnitude must be finite and >= 0, got {cal.no_effect_magnitude}")
+    if not 0.0 <= cal.min_confidence <= 1.0:  # also false for NaN
+        raise ValueError(f"calibration.min_confidence must be in [0, 1], got {cal.min_confidence}")
 
 
 def save_checkpoint(path: str | Path, model: PairModel, meta: ModelMeta) -> Path:

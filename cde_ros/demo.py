@@ -70,7 +70,9 @@ def run_demo(model: Path, episodes: int, out_dir: Path, timeout_s: float, image_
     logs = {name: open(out_dir / f"{name}.log", "w") for name in ("perception", "robot")}
     perception = subprocess.Popen(
         [sys.executable, "-m", "cde_ros.perception_node", "--ros-args", "--params-file",
-         str(ROOT / "config" / "perception.yaml"), "-p", f"model_path:={onnx_index}", "-r", "__node:=cde_perception"],
+         str(ROOT / "config" / "perception.yaml"), "-p", f"model_path:={onnx_index}",
+         "-p", f"allowed_model_dirs:={json.dumps([str(onnx_index.parent.resolve())])}",  # the export's own dir
+         "-r", "__node:=cde_perception"],
         env=env, stdout=logs["perception"], stderr=subprocess.STDOUT)
     robot = subprocess.Popen(
         [sys.executable, "-m", "cde_ros.sim_robot_node", "--ros-args", "-p", f"episodes:={episodes}",

@@ -1,14 +1,16 @@
 """Every perception-node parameter: default, type, allowed values, and why it exists.
 
 Pure Python so the validation is tested without ROS; the node declares these and checks every change
-in its set-parameters callback. config/perception.yaml lists the same keys.
+in its set-parameters callback. config/perception.yaml lists the same keys. Read-only parameters (the
+path allow-lists) are declared read-only, so rclpy refuses any change after start; path parameters are
+also checked against their allow-list (cde_ros/path_confinement.py) on change and again before use.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from cde_core.runtime.loader import BACKENDS
+from cde_core.runtime.loader import BACKENDS, SUFFIXES
 
 # Lifecycle states (primary state labels) in which a parameter may change, from least to most running.
 STATES = ("unconfigured", "inactive", "active")
@@ -25,6 +27,7 @@ class ParamSpec:
     description: str
     check: Callable[[Any], str] | None = None  # returns "" if fine, else why not
     changeable_up_to: str = ALWAYS
+    read_only: bool = False  # set at start only (params file, -p); rclpy refuses changes
 
 
 def _range(lo: float, hi: float) -> Callable[[Any], str]:
@@ -43,6 +46,24 @@ def _non_empty(value: Any) -> str:
     return "" if str(value).strip() else "must not be empty"
 
 
+MODEL_SUFFIXES = tuple(sorted(set(SUFFIXES.values())))  # what some backend reads: .onnx, .safetensors
+
+
+def _model_file(value: Any) -> str:
+    """Weights only from formats that cannot run code when read: no pickled PyTorch files."""
+    if not value or str(value).endswith(MODEL_SUFFIXES):
+        return ""
+    return (f"must be an exported .onnx index or a .safetensors checkpoint, got {value!r}; pickled PyTorch "
+            "files (.pt/.pth/.ckpt) are never loaded (they can run code): convert with `cde export` or "
+            "safetensors.torch.save_file")
+
+
+def _directories(value: Any) -> str:
+    from cde_ros.path_confinement import entry_problem
+
+    return next((p for p in (entry_problem(e) for e in value) if p), "")
+
+
 def _mapping(value: Any) -> str:
     from cde_ros.command_events import CommandEventError, parse_action_mapping
 
@@ -54,10 +75,11 @@ def _mapping(value: Any) -> str:
 
 
 PARAMS: tuple[ParamSpec, ...] = (
-    ParamSpec("model_path", "", "ONNX index (.onnx) or checkpoint (.safetensors) to load on activate",
-              changeable_up_to=WHILE_INACTIVE),
-    ParamSpec("model_dir", "", "if set, model_path must lie inside this directory (confines paths from parameters)",
-              changeable_up_to=WHILE_UNCONFIGURED),
+    ParamSpec("model_path", "", "ONNX index (.onnx) or checkpoint (.safetensors) to load on activate; must "
+              "resolve inside allowed_model_dirs", _model_file, WHILE_INACTIVE),
+    ParamSpec("allowed_model_dirs", ["package://cde_ros/models", "~/.ros/cde"],
+              "model_path must resolve (links, '..') inside one of these; package://cde_ros/models = the "
+              "package's models directory; [''] = none; read-only", _directories, read_only=True),
     ParamSpec("backend", "auto", "auto | onnxruntime | torch | tensorrt", _choices(*BACKENDS), WHILE_INACTIVE),
     ParamSpec("inference_threads", 1, "intra-op threads of the runtime", _range(1, 64), WHILE_INACTIVE),
     ParamSpec("image_topic", "image", "sensor_msgs/Image input ('' = off)", changeable_up_to=WHILE_UNCONFIGURED),
@@ -87,8 +109,11 @@ PARAMS: tuple[ParamSpec, ...] = (
     # Episode recording (cde_ros/episode_recorder.py): read in configure, like the topics.
     ParamSpec("recording_enabled", False, "record every completed episode to MCAP bags under recording_dir",
               changeable_up_to=WHILE_UNCONFIGURED),
-    ParamSpec("recording_dir", "~/.ros/cde_episodes", "directory the bags are written under ('~' expanded)",
-              _non_empty, WHILE_UNCONFIGURED),
+    ParamSpec("recording_dir", "~/.ros/cde_episodes", "directory the bags are written under ('~' expanded); "
+              "must resolve inside allowed_recording_dirs", _non_empty, WHILE_UNCONFIGURED),
+    ParamSpec("allowed_recording_dirs", ["~/.ros/cde_episodes", "~/.ros/cde"],
+              "recording_dir must resolve inside one of these; [''] = none; read-only", _directories,
+              read_only=True),
     ParamSpec("recording_image_format", "raw", "raw (frames as received) | jpeg | png (re-encoded CompressedImage)",
               _choices("raw", "jpeg", "png"), WHILE_UNCONFIGURED),
     ParamSpec("recording_jpeg_quality", 90, "JPEG quality when recording_image_format is jpeg", _range(1, 100),
@@ -124,11 +149,5 @@ def validate(name: str, value: Any, state: str) -> str:
     return spec.check(value) if spec.check else ""
 
 
-def confined_path(path: str, directory: str) -> str:
-    """'' if `path` is inside `directory` (after resolving links and '..'), else why not."""
-    from pathlib import Path
-
-    if not directory:
-        return ""
-    resolved, root = Path(path).resolve(), Path(directory).resolve()
-    return "" if resolved == root or root in resolved.parents else f"{path} is outside model_dir {directory}"
+# Path parameter -> the read-only allow-list it must resolve inside (cde_ros/path_confinement.py).
+CONFINED_PATHS = {"model_path": "allowed_model_dirs", "recording_dir": "allowed_recording_dirs"}

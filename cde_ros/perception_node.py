@@ -1,17 +1,20 @@
 """The perception node: buffers camera frames around manipulator commands and publishes what changed.
 
 Lifecycle: configure creates the buffer, subscriptions and publishers; activate loads the model (a
-missing or corrupt model fails the transition and the node stays up, inactive); commands received
-while no model is loaded still get an UNCERTAIN verdict saying so. Callbacks only store; one worker
-thread converts images, runs the model, decides and publishes, and then (with `recording_enabled`)
-records the episode and stores labels from the label topic (cde_ros/recording_session.py). Deactivate
-finishes the current bag; cleanup, shutdown and SIGINT/SIGTERM close the recorder.
+missing or corrupt model, or one outside `allowed_model_dirs`, fails the transition and the node stays
+up, inactive); commands received while no model is loaded still get an UNCERTAIN verdict saying so.
+Path parameters are confined to their read-only allow-lists (cde_ros/path_confinement.py) when they
+change and again right before use. Callbacks only store; one worker thread converts images, runs the
+model, decides and publishes, and then (with `recording_enabled`) records the episode and stores labels
+from the label topic (cde_ros/recording_session.py). Deactivate finishes the current bag; cleanup,
+shutdown and SIGINT/SIGTERM close the recorder.
 
 Run: python -m cde_ros.perception_node --ros-args --params-file config/perception.yaml
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import queue
 import signal
@@ -26,7 +29,7 @@ import rclpy
 from action_msgs.msg import GoalStatusArray
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import SetParametersResult
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import Node as LifecycleNode
@@ -44,8 +47,9 @@ from cde_ros.episode_recorder import RecorderConfig
 from cde_ros.frame_buffer import BufferedFrame, FrameBuffer
 from cde_ros.image_conversion import ImageConversionError, message_to_rgb, rgb_to_image_fields
 from cde_ros.msg import ActionRecognition, EffectVerification, EpisodeLabel, ManipulatorCommand
-from cde_ros.node_parameters import PARAMS, confined_path, validate
+from cde_ros.node_parameters import CONFINED_PATHS, PARAMS, validate
 from cde_ros.overlay import OverlayError, render_overlay
+from cde_ros.path_confinement import PathNotAllowedError, confine
 from cde_ros.recording_session import RecordingSession
 
 RESULT_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
@@ -99,7 +103,8 @@ class PerceptionNode(LifecycleNode):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("cde_perception", **kwargs)
         for spec in PARAMS:
-            self.declare_parameter(spec.name, spec.default)
+            self.declare_parameter(spec.name, spec.default,
+                                   ParameterDescriptor(description=spec.description, read_only=spec.read_only))
         self._state = "unconfigured"  # primary state label, for parameter validation
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.runtime: Runtime | None = None
@@ -117,6 +122,7 @@ class PerceptionNode(LifecycleNode):
         self._camera_frame_id = ""
         self._rate_window: deque[float] = deque(maxlen=300)
         self._last_error = ""
+        self._clock_resets_seen = 0
         self.recording: RecordingSession | None = None
         self._recorder_log: tuple[logging.Logger, logging.Handler, int] | None = None
         self._next_recording_refresh = 0.0
@@ -128,9 +134,19 @@ class PerceptionNode(LifecycleNode):
     def _p(self, name: str) -> Any:
         return self.get_parameter(name).value
 
+    def _confined(self, name: str, value: str) -> str:
+        """The real path of the path parameter `name` := `value`, or PathNotAllowedError."""
+        allow_list = CONFINED_PATHS[name]
+        return confine(value, self._p(allow_list), name, allow_list)
+
     def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
         for param in params:
             reason = validate(param.name, param.value, self._state)
+            if not reason and param.name in CONFINED_PATHS and param.value:
+                try:
+                    self._confined(param.name, param.value)
+                except PathNotAllowedError as exc:
+                    reason = str(exc)
             if reason:
                 self.get_logger().warning(f"rejected parameter {param.name}: {reason}")
                 return SetParametersResult(successful=False, reason=reason)
@@ -145,8 +161,10 @@ class PerceptionNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         recording: RecorderConfig | None = None
         if self._p("recording_enabled"):
-            try:
+            try:  # ValueError covers PathNotAllowedError; bags go to the checked real path
                 recording = RecorderConfig.from_parameters(self._p)
+                recording = dataclasses.replace(recording, directory=self._confined("recording_dir",
+                                                                                    self._p("recording_dir")))
             except ValueError as exc:
                 self.get_logger().error(f"configure failed: recording: {exc}")
                 return TransitionCallbackReturn.FAILURE
@@ -212,17 +230,20 @@ class PerceptionNode(LifecycleNode):
                                                    callback_group=group))
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
-        path, directory = self._p("model_path"), self._p("model_dir")
-        problem = ("model_path is empty: set it to an exported .onnx index or a .safetensors checkpoint "
-                   "(-p model_path:=...), then activate" if not path else confined_path(path, directory))
-        if problem:
-            self.model_error = problem
-            self.get_logger().error(f"activation failed: {problem}")
+        path = self._p("model_path")
+        try:  # checked again here: the file (or a link on its way) may have changed since it was set
+            if not path:
+                raise PathNotAllowedError("model_path is empty: set it to an exported .onnx index or a "
+                                          ".safetensors checkpoint (-p model_path:=...), then activate")
+            real = self._confined("model_path", path)
+        except PathNotAllowedError as exc:
+            self.model_error = str(exc)
+            self.get_logger().error(f"activation failed: {exc}")
             return TransitionCallbackReturn.FAILURE
         backend = self._p("backend")
-        uses_onnxruntime = backend == "onnxruntime" or (backend == "auto" and path.endswith(".onnx"))
-        try:
-            self.runtime = load_runtime(path, backend, **(
+        uses_onnxruntime = backend == "onnxruntime" or (backend == "auto" and real.endswith(".onnx"))
+        try:  # the checked real path is what is opened (an ONNX index's graphs are beside it)
+            self.runtime = load_runtime(real, backend, **(
                 {"threads": int(self._p("inference_threads"))} if uses_onnxruntime else {}))
         except (OSError, ValueError, RuntimeError, ImportError) as exc:
             self.runtime = None
@@ -279,6 +300,11 @@ class PerceptionNode(LifecycleNode):
         t0 = time.perf_counter()
         stamp = stamp_ns(msg.header.stamp)
         self.buffer.add(stamp, msg, len(msg.data))
+        if self.buffer.clock_resets != self._clock_resets_seen:  # rare: log it, the buffer already coped
+            self._clock_resets_seen = self.buffer.clock_resets
+            self.get_logger().warning(f"camera stamps jumped back beyond buffer_seconds (driver restart, sim or "
+                                      f"bag reset?): frame buffer restarted at {stamp / 1e9:.3f} s "
+                                      f"({self._clock_resets_seen} time(s) so far)")
         self._camera_frame_id = msg.header.frame_id
         self._frames_in += 1
         self._rate_window.append(time.monotonic())
@@ -580,6 +606,7 @@ class PerceptionNode(LifecycleNode):
             "buffer_frames": str(stats.count), "buffer_mb": f"{stats.bytes / 2**20:.1f}",
             "buffer_span_s": f"{stats.span_s:.2f}", "buffer_dropped": str(stats.dropped),
             "buffer_evicted": str(stats.evicted), "buffer_out_of_order": str(stats.out_of_order),
+            "buffer_clock_resets": str(stats.clock_resets),
             "conversion_errors": str(self._conversion_errors), "open_commands": str(self.tracker.open_count()),
             "image_callback_ms_p50": pct(cost, 0.5), "image_callback_ms_p99": pct(cost, 0.99),
             "latency_ms_p50": pct(latency, 0.5), "latency_ms_p99": pct(latency, 0.99),

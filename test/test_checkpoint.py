@@ -79,6 +79,67 @@ def test_pickle_is_never_loaded(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("suffix", [".pt", ".pth", ".ckpt", ".pkl", ".bin"])
+def test_pickled_model_files_are_refused_by_name_without_being_opened(tmp_path: Path, suffix: str) -> None:
+    from cde_core.runtime import load_runtime
+    from cde_core.runtime.base import ModelLoadError
+
+    marker = tmp_path / "executed"
+
+    class Boom:
+        def __reduce__(self):  # noqa: D105
+            return (Path.touch, (marker,))
+
+    path = tmp_path / f"model{suffix}"
+    torch.save({"x": Boom()}, path)
+    for backend in ("auto", "torch", "onnxruntime", "tensorrt"):
+        with pytest.raises(ModelLoadError, match="pickled PyTorch files are never loaded"):
+            load_runtime(path, backend)
+    with pytest.raises(ModelLoadError, match="never loaded"):  # refused by name: not even opened
+        load_runtime(tmp_path / f"absent{suffix}")
+    assert not marker.exists()
+
+
+def test_backends_read_only_their_own_formats(tmp_path: Path) -> None:
+    from cde_core.runtime import load_runtime
+    from cde_core.runtime.base import ModelLoadError
+
+    path, _ = _save(tmp_path)
+    with pytest.raises(ModelLoadError, match="reads .onnx files only"):
+        load_runtime(path, "onnxruntime")
+    with pytest.raises(ModelLoadError, match="reads .safetensors files only"):
+        load_runtime(tmp_path / "m.onnx", "torch")
+    with pytest.raises(ModelLoadError, match="cannot tell the backend"):
+        load_runtime(tmp_path / "m.weights")
+    assert load_runtime(path).metadata.backend == "torch"
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"calibration": {"no_effect_magnitude": float("nan"), "min_confidence": 0.5}}, "no_effect_magnitude"),
+    ({"calibration": {"no_effect_magnitude": 0.1, "min_confidence": -0.1}}, "min_confidence must be in"),
+    ({"preprocessing": {"img_size": 32, "mean": [0, 0, 0], "std": [1, 1, 0]}}, "std must be"),
+    ({"class_names": ["open", "", "none"]}, "class_names"),
+])
+def test_out_of_range_metadata_refused(tmp_path: Path, change: dict, message: str) -> None:
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    path, _ = _save(tmp_path)
+    meta = json.loads(_header_json(path))
+    meta.update(change)
+    save_file(load_file(str(path)), str(path), metadata={"cde": json.dumps(meta)})
+    with pytest.raises(CheckpointError, match=f"{path}: invalid cde metadata .*{message}"):
+        load_checkpoint(path)
+
+
+def _header_json(path: Path) -> str:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        return handle.metadata()["cde"]
+
+
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "nope.safetensors")

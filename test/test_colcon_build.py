@@ -32,7 +32,8 @@ def test_colcon_build_installs_messages_nodes_launch_and_config(tmp_path: Path) 
     site = prefix / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
     for rel in ["lib/cde_ros/perception_node", "lib/cde_ros/sim_robot_node",
                 "share/cde_ros/launch/perception.launch.py", "share/cde_ros/config/perception.yaml",
-                "share/cde_ros/msg/EffectVerification.msg", "share/cde_ros/package.xml"]:
+                "share/cde_ros/msg/EffectVerification.msg", "share/cde_ros/package.xml",
+                "share/cde_ros/models/demo/cde_demo.safetensors"]:  # package://cde_ros/models, allowed by default
         assert (prefix / rel).exists(), rel
     assert (site / "cde_core" / "models" / "cde.py").exists()
     assert (site / "cde_ros" / "perception_node.py").exists()

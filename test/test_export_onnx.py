@@ -214,6 +214,33 @@ def test_bad_metadata_rejected(exported: tuple[Path, Path], tmp_path: Path, chan
         load_runtime(index)
 
 
+@pytest.mark.parametrize(("section", "key", "value", "message"), [
+    ("calibration", "no_effect_magnitude", float("nan"), "no_effect_magnitude must be finite"),
+    ("calibration", "no_effect_magnitude", -1.0, "no_effect_magnitude must be finite and >= 0"),
+    ("calibration", "no_effect_magnitude", float("inf"), "no_effect_magnitude must be finite"),
+    ("calibration", "min_confidence", 1.5, "min_confidence must be in"),
+    ("calibration", "min_confidence", float("nan"), "min_confidence must be in"),
+    ("calibration", "min_confidence", "high", "invalid cde metadata"),
+    ("preprocessing", "std", [0.2, 0.0, 0.3], "std must be 3 finite numbers > 0"),
+    ("preprocessing", "mean", [0.5, float("nan"), 0.3], "mean must be 3 finite numbers"),
+    ("preprocessing", "mean", [0.5, 0.4], "mean must be 3 finite numbers"),
+    ("preprocessing", "img_size", 10**6, "img_size must be in"),
+    ("preprocessing", "img_size", "big", "invalid cde metadata"),
+    (None, "class_names", ["open", "open", "none"], "class_names must be non-empty, unique"),
+    (None, "class_names", [1, 2, 3], "class_names must be non-empty, unique"),
+    (None, "class_names", [], "class_names must be non-empty, unique"),
+])
+def test_out_of_range_model_metadata_rejected(exported: tuple[Path, Path], tmp_path: Path, section: str | None,
+                                              key: str, value: object, message: str) -> None:
+    """Values that would not crash but would silently skew preprocessing or the verdict rules."""
+    index = _copy_export(exported[1], tmp_path)
+    meta = json.loads(_props(tmp_path / "m.encoder.onnx")["cde"])
+    (meta[section] if section else meta)[key] = value
+    _rewrite_props(tmp_path / "m.encoder.onnx", {"cde": json.dumps(meta)})  # NaN is written as a JSON NaN
+    with pytest.raises(ModelLoadError, match=message):
+        load_runtime(index)
+
+
 def test_class_names_disagreeing_with_graph_rejected(exported: tuple[Path, Path], tmp_path: Path) -> None:
     index = _copy_export(exported[1], tmp_path)
     for role in ("encoder", "head"):

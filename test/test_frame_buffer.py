@@ -42,6 +42,35 @@ def test_time_bound_evicts_old_frames_and_refuses_stale_ones() -> None:
     assert buf.stats().dropped == 1
 
 
+def test_clock_jump_back_restarts_the_buffer_after_three_frames_in_a_row() -> None:
+    """A restarted camera driver / simulator: stamps jump back an hour and go on from there."""
+    buf = FrameBuffer(2.0, 10_000)
+    for t in range(3600, 3610):
+        buf.add(t * S, f"old{t}", 10)
+    assert not buf.add(0, "new0", 10) and not buf.add(S // 10, "new1", 10)  # held, not yet visible
+    assert buf.stats().dropped == 2 and buf.before(S) is None and buf.latest_stamp() == 3609 * S
+    assert buf.add(2 * S // 10, "new2", 10)  # the third in a row: the camera's clock really jumped back
+    stats = buf.stats()
+    assert stats.clock_resets == 1 and buf.clock_resets == 1 and stats.dropped == 0
+    assert [buf.before(t).message for t in (0, S // 10, S)] == ["new0", "new1", "new2"]
+    assert buf.latest_stamp() == 2 * S // 10 and stats.count == 3 and stats.bytes == 30
+    assert buf.add(3 * S // 10, "new3", 10) and buf.first_after(S // 4).message == "new3"
+
+
+def test_stray_old_frames_do_not_restart_the_buffer() -> None:
+    buf = FrameBuffer(2.0, 10_000)
+    for t in range(100, 110):
+        buf.add(t * S, t, 10)
+    for _ in range(5):  # a driver's stamp-0 frames, repeated: not a clock running on
+        assert not buf.add(0, "zero", 10)
+    assert buf.add(110 * S, 110, 10)
+    assert not buf.add(S, "a", 10) and not buf.add(2 * S, "b", 10)
+    assert buf.add(111 * S, 111, 10)  # the live timeline goes on: the two held frames stay refused
+    assert not buf.add(3 * S, "c", 10)  # and the count starts over
+    stats = buf.stats()
+    assert stats.clock_resets == 0 and stats.dropped == 8 and buf.latest_stamp() == 111 * S
+
+
 def test_byte_bound_and_oversized_frame() -> None:
     buf = FrameBuffer(100.0, 35)
     for t in range(5):

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cde_ros.node_parameters import PARAMS, SPECS, STATES, confined_path, validate
+from cde_ros.node_parameters import CONFINED_PATHS, PARAMS, SPECS, STATES, validate
 
 from conftest import REPO_ROOT
 
@@ -63,10 +63,38 @@ def test_every_spec_names_a_known_state_and_has_a_description() -> None:
         assert spec.changeable_up_to in STATES and spec.description
 
 
-def test_paths_confined(tmp_path: Path) -> None:
-    (tmp_path / "models").mkdir()
-    assert confined_path(str(tmp_path / "models" / "m.onnx"), str(tmp_path / "models")) == ""
-    assert "outside" in confined_path(str(tmp_path / "models" / ".." / "x.onnx"), str(tmp_path / "models"))
-    (tmp_path / "models" / "link").symlink_to(tmp_path)
-    assert "outside" in confined_path(str(tmp_path / "models" / "link" / "x.onnx"), str(tmp_path / "models"))
-    assert confined_path("/anything", "") == ""
+NUMERIC = [p for p in PARAMS if type(p.default) in (int, float)]
+
+
+@pytest.mark.parametrize("spec", NUMERIC, ids=[p.name for p in NUMERIC])
+def test_every_numeric_parameter_refuses_out_of_range_values(spec) -> None:
+    """Each number has a range: huge, negative, infinite and NaN values are refused, in every state in
+    which the parameter may change at all."""
+    assert spec.check is not None, f"{spec.name} has no range check"
+    bad = [-1e18, 1e18] if type(spec.default) is float else [-(2**62), 2**62]
+    if type(spec.default) is float:
+        bad += [float("inf"), float("-inf"), float("nan")]
+    for value in bad:
+        assert "must be in" in validate(spec.name, value, spec.changeable_up_to), (spec.name, value)
+    assert validate(spec.name, spec.default, spec.changeable_up_to) == ""
+    if type(spec.default) is int:
+        assert "must be int" in validate(spec.name, float(spec.default), "unconfigured")
+
+
+def test_model_path_must_be_a_non_pickle_format() -> None:
+    assert validate("model_path", "/m/cde.onnx", "inactive") == ""
+    assert validate("model_path", "/m/cde.safetensors", "inactive") == ""
+    assert validate("model_path", "", "inactive") == ""  # unset: activation says so
+    for name in ("/m/cde.pt", "/m/cde.pth", "/m/cde.ckpt", "/m/cde.onnx.pt"):
+        assert "never loaded" in validate("model_path", name, "inactive"), name
+
+
+def test_path_parameters_have_read_only_allow_lists() -> None:
+    for path_param, allow_list in CONFINED_PATHS.items():
+        assert path_param in SPECS and SPECS[allow_list].read_only
+        default = SPECS[allow_list].default
+        assert default and all(isinstance(d, str) and d for d in default)  # restricted by default, never empty
+    assert not [p.name for p in PARAMS if p.read_only and p.name not in CONFINED_PATHS.values()]
+    assert validate("allowed_model_dirs", ["/opt/models", "package://cde_ros/models", ""], "unconfigured") == ""
+    assert "package://<package>" in validate("allowed_model_dirs", ["package:///models"], "unconfigured")
+    assert "must be list" in validate("allowed_recording_dirs", "/tmp", "unconfigured")

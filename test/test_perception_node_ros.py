@@ -7,7 +7,9 @@ rclpy's ActionServer publishes for its goals; the node only ever sees that topic
 """
 from __future__ import annotations
 
+import json
 import signal
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -49,8 +51,18 @@ def _frame(value: int, stamp_ns: int):
     return msg, rgb
 
 
+def allow_dirs_args(model_dirs: list[str], recording_dirs: list[str]) -> list[str]:
+    """`-p` overrides of the node's read-only path allow-lists (JSON lists are valid YAML flow lists)."""
+    return ["-p", f"allowed_model_dirs:={json.dumps(model_dirs)}",
+            "-p", f"allowed_recording_dirs:={json.dumps(recording_dirs)}"]
+
+
 class Harness:
-    def __init__(self, model: str, tmp: Path, extra: list[str] = ()) -> None:
+    """The node in its own process plus a test node talking to it. The node's path allow-lists default to
+    the model's directory, `tmp` and the system temp directory (where pytest's tmp paths live); tests of
+    confinement pass narrower ones with `allowed_dirs`."""
+
+    def __init__(self, model: str, tmp: Path, extra: list[str] = (), allowed_dirs: list[str] | None = None) -> None:
         from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_action_status_default
 
         from action_msgs.msg import GoalStatusArray
@@ -59,10 +71,12 @@ class Harness:
 
         domain = fresh_domain()
         self.log = tmp / "node.log"
+        if allowed_dirs is None:
+            allowed_dirs = [str(Path(model).parent), str(tmp), tempfile.gettempdir()]
         self.proc = start_node("cde_ros.perception_node", domain, [
             "--params-file", str(REPO_ROOT / "config" / "perception.yaml"), "-p", f"model_path:={model}",
             "-p", "action_servers:=['/arm/open=open']", "-p", "settle_time:=0.2", "-p", "after_frame_timeout:=2.0",
-            "-r", "__node:=cde_perception", *extra], self.log)
+            *allow_dirs_args(allowed_dirs, allowed_dirs), "-r", "__node:=cde_perception", *extra], self.log)
         self.newest_ns = 0
         self.t = TestNode("perception_test")
         reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
