@@ -47,11 +47,42 @@ def tiny_run(synthetic: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
 
 def test_every_loss_term_runs_and_is_logged(synthetic: Path, tmp_path: Path) -> None:
     overrides = tiny_overrides(synthetic, "optim.epochs=1", "stop_after_steps=2", "method.koleo_weight=0.1",
-                               "method.centering=sinkhorn", "method.shared_head=false")
+                               "method.centering=sinkhorn", "method.shared_head=false", "method.pixel_weight=0.5")
     result = pretrain(load_pretrain_config(None, overrides), tmp_path)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and all(np.isfinite(result.losses))
-    assert {"dino", "ibot", "koleo", "teacher_entropy", "teacher_mean_entropy"} <= set(rows[0])
+    assert {"dino", "ibot", "koleo", "pixel", "teacher_entropy", "teacher_mean_entropy"} <= set(rows[0])
+
+
+def test_patchify_orders_patches_like_vit_tokens() -> None:
+    from cde_core.pretrain.pixel_loss import masked_pixel_loss, patchify
+
+    images = torch.arange(2 * 3 * 4 * 6, dtype=torch.float32).view(2, 3, 4, 6)
+    patches = patchify(images, 2)  # grid 2 x 3
+    assert patches.shape == (2, 6, 12)
+    # token 4 = row 1, col 1: pixels rows 2-3, cols 2-3, channels last
+    expected = images[1, :, 2:4, 2:4].permute(1, 2, 0).reshape(-1)
+    assert torch.equal(patches[1, 4], expected)
+    masks = torch.zeros(2, 6, dtype=torch.bool)
+    masks[0, 1] = masks[1, 4] = True
+    target = patches[masks]
+    normalised = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + 1e-6).sqrt()
+    assert masked_pixel_loss(normalised, images, masks, 2) == pytest.approx(0.0, abs=1e-6)
+    assert masked_pixel_loss(torch.zeros_like(normalised), images, masks, 2) == pytest.approx(
+        float(normalised.pow(2).mean()), rel=1e-5)
+    with pytest.raises(ValueError, match="multiple of the patch"):
+        patchify(torch.zeros(1, 3, 5, 4), 2)
+
+
+def test_masked_pixel_pretraining_alone_learns(synthetic: Path, tmp_path: Path) -> None:
+    """SimMIM without self-distillation (dino and ibot off): the reconstruction loss falls."""
+    overrides = tiny_overrides(synthetic, "optim.epochs=4", "method.dino_weight=0", "method.ibot_weight=0",
+                               "method.pixel_weight=1", "method.mask_probability=1.0", "augment.local_crops=0")
+    result = pretrain(load_pretrain_config(None, overrides), tmp_path)
+    losses = np.asarray(result.losses)
+    assert np.isfinite(losses).all() and len(losses) > 10
+    assert losses[-4:].mean() < 0.9 * losses[:4].mean(), losses.round(3).tolist()
+    assert json.loads((tmp_path / "backbone.json").read_text())["method"] == "simmim"
 
 
 def test_tiny_pretraining_loss_decreases(tiny_run: tuple[Path, object]) -> None:

@@ -57,6 +57,7 @@ class MethodConfig:
     dino_weight: float = 1.0
     ibot_weight: float = 1.0
     koleo_weight: float = 0.0     # DINOv2's KoLeo on the student's pooled tokens (0 = off)
+    pixel_weight: float = 0.0     # SimMIM masked patch pixel regression on the student's global crops (0 = off)
     mask_probability: float = 0.5
     mask_ratio: tuple[float, float] = (0.1, 0.5)
 
@@ -179,8 +180,8 @@ def load_pretrain_config(path: str | Path | None = None, overrides: list[str] | 
     config = _build(PretrainConfig, tree, "")
     if config.precision not in ("bf16", "fp32"):
         raise PretrainConfigError(f"precision {config.precision!r} must be bf16 or fp32")
-    if config.method.dino_weight <= 0 and config.method.ibot_weight <= 0:
-        raise PretrainConfigError("method.dino_weight and method.ibot_weight are both 0: nothing to train")
+    if config.method.dino_weight <= 0 and config.method.ibot_weight <= 0 and config.method.pixel_weight <= 0:
+        raise PretrainConfigError("method.dino_weight, ibot_weight and pixel_weight are all 0: nothing to train")
     return config
 
 

@@ -18,27 +18,36 @@ from cde_core.pretrain.head import DINOHead
 
 @dataclass
 class StudentOutput:
-    cls_logits: torch.Tensor                    # [2 + L, B, K]: global crops first, then local crops
+    cls_logits: torch.Tensor | None             # [2 + L, B, K]: global crops first, then local crops (DINO)
     masked_patch_logits: torch.Tensor | None    # [M, Kp]: logits at the masked patches, in mask order
+    masked_pixels: torch.Tensor | None          # [M, P*P*3]: predicted pixels at the masked patches (SimMIM)
     global_pooled: torch.Tensor                 # [2, B, D]: pooled tokens of the global crops (KoLeo)
 
 
 @dataclass
 class TeacherOutput:
-    cls_logits: torch.Tensor                    # [2, B, K]
+    cls_logits: torch.Tensor | None             # [2, B, K] (DINO)
     patch_logits: torch.Tensor | None           # [2, B, N, Kp]
 
 
 class SelfDistillationNet(nn.Module):
-    """Encoder + DINO head (+ iBOT patch head, or the same head when shared)."""
+    """Encoder + DINO head (+ iBOT patch head, or the same head when shared; + SimMIM pixel head)."""
 
     def __init__(self, model_cfg: PretrainModelConfig, method: MethodConfig, drop_path_rate: float) -> None:
         super().__init__()
+        self.use_dino = method.dino_weight > 0
         self.use_ibot = method.ibot_weight > 0
+        self.use_pixels = method.pixel_weight > 0
+        self.use_masks = self.use_ibot or self.use_pixels
         self.encoder = SSLEncoder(model_cfg.backbone, model_cfg.img_size, model_cfg.backbone_kwargs,
-                                  drop_path_rate=drop_path_rate, with_mask_token=self.use_ibot)
+                                  drop_path_rate=drop_path_rate, with_mask_token=self.use_masks)
         dim = self.encoder.embed_dim
-        self.head = DINOHead(dim, method.out_dim, method.head_hidden, method.head_bottleneck, method.head_layers)
+        self.patch_size = int(self.encoder.model.patch_embed.patch_size[0]) if self.use_pixels else 0
+        self.pixel_head = nn.Linear(dim, self.patch_size ** 2 * 3) if self.use_pixels else None
+        # Heads only for the terms that are on: DDP refuses parameters that get no gradient.
+        self.head: nn.Module | None = None
+        if self.use_dino or (self.use_ibot and method.shared_head):
+            self.head = DINOHead(dim, method.out_dim, method.head_hidden, method.head_bottleneck, method.head_layers)
         self.patch_head: nn.Module | None = None
         if self.use_ibot:
             if method.shared_head and method.patch_out_dim != method.out_dim:
@@ -50,23 +59,28 @@ class SelfDistillationNet(nn.Module):
                 masks: torch.Tensor | None = None) -> StudentOutput:
         """Student: global_crops [2, B, 3, G, G], local_crops [L, B, 3, l, l], masks [2, B, N]."""
         n_global, batch = global_crops.shape[:2]
-        flat_masks = masks.flatten(0, 1) if masks is not None and self.use_ibot else None
+        flat_masks = masks.flatten(0, 1) if masks is not None and self.use_masks else None
         pooled, patches = self.encoder(global_crops.flatten(0, 1), flat_masks)
-        cls = [self.head(pooled).view(n_global, batch, -1)]
-        if local_crops.shape[0]:
-            local_pooled, _ = self.encoder(local_crops.flatten(0, 1))
-            cls.append(self.head(local_pooled).view(local_crops.shape[0], batch, -1))
-        masked_logits = None
+        cls_logits = None
+        if self.use_dino and self.head is not None:
+            cls = [self.head(pooled).view(n_global, batch, -1)]
+            if local_crops.shape[0]:
+                local_pooled, _ = self.encoder(local_crops.flatten(0, 1))
+                cls.append(self.head(local_pooled).view(local_crops.shape[0], batch, -1))
+            cls_logits = torch.cat(cls)
+        masked_logits = masked_pixels = None
         if flat_masks is not None and self.patch_head is not None:
             masked_logits = self.patch_head(patches[flat_masks])
-        return StudentOutput(cls_logits=torch.cat(cls), masked_patch_logits=masked_logits,
-                             global_pooled=pooled.view(n_global, batch, -1))
+        if flat_masks is not None and self.pixel_head is not None:
+            masked_pixels = self.pixel_head(patches[flat_masks])
+        return StudentOutput(cls_logits=cls_logits, masked_patch_logits=masked_logits,
+                             masked_pixels=masked_pixels, global_pooled=pooled.view(n_global, batch, -1))
 
     @torch.no_grad()
     def teacher_forward(self, global_crops: torch.Tensor) -> TeacherOutput:
         n_global, batch = global_crops.shape[:2]
         pooled, patches = self.encoder(global_crops.flatten(0, 1))
-        cls = self.head(pooled).view(n_global, batch, -1)
+        cls = self.head(pooled).view(n_global, batch, -1) if self.use_dino and self.head is not None else None
         patch_logits = None
         if self.patch_head is not None:
             patch_logits = self.patch_head(patches).view(n_global, batch, patches.shape[1], -1)

@@ -1,4 +1,5 @@
-"""The pretraining loop: DINO self-distillation + iBOT masked patch tokens, EMA teacher, multi-crop.
+"""The pretraining loop: DINO self-distillation + iBOT masked patch tokens (+ SimMIM masked pixels), EMA
+teacher, multi-crop.
 
 Data: every configured frame source read once into an in-memory uint8 bank; each step takes a batch of
 frames (per-epoch permutation from the seed, so a resumed run takes the same batches), cuts the crops and
@@ -29,6 +30,7 @@ from cde_core.pretrain.dino_loss import DINOLoss
 from cde_core.pretrain.ibot_loss import IBOTPatchLoss
 from cde_core.pretrain.koleo_loss import KoLeoLoss
 from cde_core.pretrain.masking import block_masks
+from cde_core.pretrain.pixel_loss import masked_pixel_loss
 from cde_core.pretrain.schedules import cosine, linear_warmup, warmup_cosine
 from cde_core.pretrain.self_distillation import SelfDistillationNet, ema_update
 from cde_core.pretrain.sources import build_frame_bank, build_source
@@ -111,7 +113,7 @@ class Pretrainer:
         self.koleo_loss = KoLeoLoss()
         self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
         self.multicrop = MultiCrop(config.augment, mc.img_size, self.mean, self.std)
-        self.grid = self.student.encoder.grid_size(mc.img_size) if self.student.use_ibot else (0, 0)
+        self.grid = self.student.encoder.grid_size(mc.img_size) if self.student.use_masks else (0, 0)
         self.bank = self._frames()
         opt = config.optim
         self.global_batch = opt.batch_size * self.world
@@ -189,22 +191,27 @@ class Pretrainer:
         local_crops = crops.local_crops.to(self.device)
         batch = global_crops.shape[1]
         masks = None
-        if self.student.use_ibot:
+        if self.student.use_masks:
             masks = block_masks(2 * batch, self.grid, method.mask_probability, method.mask_ratio,
                                 self.generator).view(2, batch, -1).to(self.device)
         with _autocast(cfg.precision, self.device):
-            teacher_out = self.teacher.teacher_forward(global_crops)
+            distilling = method.dino_weight > 0 or self.student.use_ibot  # SimMIM alone needs no teacher pass
+            teacher_out = self.teacher.teacher_forward(global_crops) if distilling else None
             student_out = self.model(global_crops, local_crops, masks)
         parts: dict[str, torch.Tensor] = {}
-        if method.dino_weight > 0:
+        if student_out.cls_logits is not None and teacher_out is not None and teacher_out.cls_logits is not None:
             parts["dino"] = self.dino_loss(student_out.cls_logits, teacher_out.cls_logits, temp)
-        if self.student.use_ibot and masks is not None and teacher_out.patch_logits is not None:
+        if self.student.use_ibot and masks is not None and teacher_out is not None \
+                and teacher_out.patch_logits is not None:
             parts["ibot"] = self.ibot_loss(student_out.masked_patch_logits, teacher_out.patch_logits, masks,
                                            method.teacher_patch_temp)
+        if self.student.use_pixels and masks is not None and student_out.masked_pixels is not None:
+            parts["pixel"] = masked_pixel_loss(student_out.masked_pixels, global_crops.flatten(0, 1),
+                                               masks.flatten(0, 1), self.student.patch_size)
         if method.koleo_weight > 0:
             parts["koleo"] = sum(self.koleo_loss(p) for p in student_out.global_pooled) / 2
         loss = (method.dino_weight * parts.get("dino", 0.0) + method.ibot_weight * parts.get("ibot", 0.0)
-                + method.koleo_weight * parts.get("koleo", 0.0))
+                + method.pixel_weight * parts.get("pixel", 0.0) + method.koleo_weight * parts.get("koleo", 0.0))
         if not torch.isfinite(loss):
             raise PretrainError(f"loss is {float(loss)} at step {step}; lower optim.lr or use precision=fp32")
         self.optimizer.zero_grad(set_to_none=True)
@@ -236,8 +243,10 @@ class Pretrainer:
                 "timm_kwargs": encoder.timm_kwargs, "backbone_kwargs": self.config.model.backbone_kwargs,
                 "preprocessing": {"img_size": self.config.model.img_size, "mean": list(self.mean),
                                   "std": list(self.std)},
-                "method": "dino+ibot" if self.student.use_ibot and self.config.method.dino_weight > 0
-                else "ibot" if self.student.use_ibot else "dino",
+                "method": "+".join(name for name, weight in (("dino", self.config.method.dino_weight),
+                                                             ("ibot", self.config.method.ibot_weight),
+                                                             ("simmim", self.config.method.pixel_weight))
+                                   if weight > 0),
                 "steps": self.step, "frames": len(self.bank), "config": self.config.to_dict()}
 
     def run(self) -> PretrainResult:
