@@ -15,13 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
-from cde_core.checkpoint import ModelMeta, save_checkpoint
-from cde_core.export.onnx_export import export_onnx
-from cde_core.models import create_model
-from cde_core.preprocessing import Preprocessing
-from cde_core.verification import Calibration
+from conftest import write_tiny_node_model
 from ros_harness import REPO_ROOT, fresh_domain, start_node, stop_node, wait_for
 from test_perception_node_ros import Harness, _publish_frames, allow_dirs_args
 
@@ -35,11 +30,7 @@ RELIABLE_IMAGES = ["-p", "image_qos:=reliable", "-p", "image_qos_depth:=50", "-p
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The node's only allowed model directory: a checkpoint and its ONNX export (m.onnx + graphs)."""
     allowed = tmp_path_factory.mktemp("allowed_models")
-    torch.manual_seed(0)
-    model = create_model("cde", num_classes=3, backbone="cde_vit_test", img_size=32, latent_dim=16)
-    meta = ModelMeta(model.config, ["close", "none", "open"], Preprocessing(img_size=32),
-                     Calibration(no_effect_magnitude=0.0, min_confidence=0.0))
-    export_onnx(save_checkpoint(allowed / "m.safetensors", model, meta), allowed / "m.onnx")
+    write_tiny_node_model(allowed)
     return allowed
 
 

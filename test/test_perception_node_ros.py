@@ -16,14 +16,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
-from cde_core.checkpoint import ModelMeta, save_checkpoint
-from cde_core.export.onnx_export import export_onnx
-from cde_core.models import create_model
-from cde_core.preprocessing import Preprocessing
 from cde_core.runtime import load_runtime
-from cde_core.verification import Calibration
+from conftest import write_tiny_node_model
 from ros_harness import REPO_ROOT, TestNode, fresh_domain, start_node, stop_node, wait_for
 
 pytestmark = pytest.mark.ros
@@ -32,12 +27,7 @@ S = 1_000_000_000
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tmp = tmp_path_factory.mktemp("model")
-    torch.manual_seed(0)
-    model = create_model("cde", num_classes=3, backbone="cde_vit_test", img_size=32, latent_dim=16)
-    meta = ModelMeta(model.config, ["close", "none", "open"], Preprocessing(img_size=32),
-                     Calibration(no_effect_magnitude=0.0, min_confidence=0.0))
-    return export_onnx(save_checkpoint(tmp / "m.safetensors", model, meta), tmp / "m.onnx").index
+    return write_tiny_node_model(tmp_path_factory.mktemp("model"))
 
 
 def _frame(value: int, stamp_ns: int):

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 from cde_ros.episode_recorder import TOPICS, EpisodeRecorder, RecorderConfig, RecordingError
 from cde_ros.recording_session import RecordingSession
@@ -121,22 +120,16 @@ def test_node_records_labels_import_train_and_the_model_loads(tmp_path: Path) ->
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-    from cde_core.checkpoint import ModelMeta, load_checkpoint, save_checkpoint
+    from cde_core.checkpoint import load_checkpoint
     from cde_core.cli import main as cde_main
     from cde_core.data.manifest import read_manifest
-    from cde_core.models import create_model
-    from cde_core.preprocessing import Preprocessing
-    from cde_core.verification import Calibration
     from cde_ros.msg import EpisodeLabel
+    from conftest import write_tiny_node_model
     from ros_harness import REPO_ROOT, wait_for
     from test_bag_import import png
     from test_perception_node_ros import Harness, _publish_frames
 
-    torch.manual_seed(0)
-    model = create_model("cde", num_classes=3, backbone="cde_vit_test", img_size=32, latent_dim=16)
-    deployed = save_checkpoint(tmp_path / "deployed.safetensors", model, ModelMeta(
-        model.config, ["close", "none", "open"], Preprocessing(img_size=32),
-        Calibration(no_effect_magnitude=0.0, min_confidence=0.0)))
+    deployed = write_tiny_node_model(tmp_path, "deployed", onnx=False)
     bags_dir = tmp_path / "bags"
     (tmp_path / "node1").mkdir()
     h = Harness(str(deployed), tmp_path / "node1", [
