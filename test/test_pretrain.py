@@ -35,7 +35,9 @@ def tiny_overrides(data_root: Path, *extra: str) -> list[str]:
             "augment.local_size=16", "augment.local_crops=2",
             "method.out_dim=256", "method.patch_out_dim=256", "method.head_hidden=64", "method.head_bottleneck=32",
             "method.momentum_teacher=0.99", "optim.batch_size=16", "optim.lr=0.01", "optim.warmup_epochs=1",
-            "progress=false", *extra]
+            # DINO + iBOT (the default config is SimMIM alone; test_masked_pixel_pretraining_alone_learns)
+            "method.dino_weight=1", "method.ibot_weight=1", "method.pixel_weight=0", "method.mask_probability=0.5",
+            "method.mask_ratio=[0.1, 0.5]", "progress=false", *extra]
 
 
 @pytest.fixture(scope="module")
@@ -261,7 +263,7 @@ def test_config_overrides_and_errors(tmp_path: Path) -> None:
     with pytest.raises(PretrainConfigError, match="optim.epoch"):
         load_pretrain_config(None, ["optim.epoch=3"])
     with pytest.raises(PretrainConfigError, match="nothing to train"):
-        load_pretrain_config(None, ["method.dino_weight=0", "method.ibot_weight=0"])
+        load_pretrain_config(None, ["method.dino_weight=0", "method.ibot_weight=0", "method.pixel_weight=0"])
     with pytest.raises(FrameSourceError, match="type must be one of"):
         from cde_core.pretrain.sources import build_source
 
