@@ -109,9 +109,12 @@ def run(model: Path, seconds: float, rate_hz: float, command_period: float, widt
         for v in list(verifications):
             received_at.setdefault(v.command_id, time.monotonic())
         latencies = np.array([received_at[c] - sent[c] for c in sent if c in received_at]) * 1000
-        verdicts = {}
+        verdicts: dict[str, int] = {}
+        reasons: dict[str, int] = {}  # why, with the numbers cut off, so the same cause counts once
         for v in verifications:
             verdicts[v.verdict_name] = verdicts.get(v.verdict_name, 0) + 1
+            cause = v.reason.split(" (")[0][:80]
+            reasons[cause] = reasons.get(cause, 0) + 1
         last = {kv.key: kv.value for kv in diagnostics[-1].status[0].values}
         per_minute = []
         for minute in range(int(np.ceil(seconds / 60))):
@@ -123,6 +126,7 @@ def run(model: Path, seconds: float, rate_hz: float, command_period: float, widt
             "seconds": seconds, "frame_rate_hz": rate_hz, "frame_size": f"{width}x{height} rgb8",
             "commands_finished": len(sent), "verifications": len(set(received_at) & set(sent)),
             "lost_verifications": len(set(sent) - set(received_at)), "verdicts": verdicts,
+            "reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])[:5]),
             "latency_ms_p50": round(float(np.percentile(latencies, 50)), 1) if latencies.size else None,
             "latency_ms_p99": round(float(np.percentile(latencies, 99)), 1) if latencies.size else None,
             "latency_ms_p99_per_minute": per_minute,

@@ -14,3 +14,6 @@ export OMP_WAIT_POLICY=PASSIVE
 export MUJOCO_GL="${MUJOCO_GL:-egl}"
 export PYOPENGL_PLATFORM="${PYOPENGL_PLATFORM:-egl}"
 export MPLBACKEND=Agg
+# Raw camera frames between processes: shared memory with a large segment (default transports drop most
+# frames above ~250 KB here; config/fastdds_large_images.xml says why). Only read by rmw_fastrtps.
+export FASTDDS_DEFAULT_PROFILES_FILE="${FASTDDS_DEFAULT_PROFILES_FILE:-$_CDE_ROOT/config/fastdds_large_images.xml}"
