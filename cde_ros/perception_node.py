@@ -242,9 +242,14 @@ class PerceptionNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         backend = self._p("backend")
         uses_onnxruntime = backend == "onnxruntime" or (backend == "auto" and real.endswith(".onnx"))
+        uses_torch = backend == "torch" or (backend == "auto" and real.endswith(".safetensors"))
+        options: dict[str, Any] = {}
+        if uses_onnxruntime:
+            options["threads"] = int(self._p("inference_threads"))
+        elif uses_torch:
+            options["precision"] = self._p("precision")
         try:  # the checked real path is what is opened (an ONNX index's graphs are beside it)
-            self.runtime = load_runtime(real, backend, **(
-                {"threads": int(self._p("inference_threads"))} if uses_onnxruntime else {}))
+            self.runtime = load_runtime(real, backend, **options)
         except (OSError, ValueError, RuntimeError, ImportError) as exc:
             self.runtime = None
             self.model_error = f"cannot load model {path}: {exc}"

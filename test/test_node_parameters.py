@@ -34,6 +34,7 @@ def test_defaults_are_valid() -> None:
     ("settle_time", "soon", "must be float"),
     ("publish_overlay", 1, "must be bool"),
     ("backend", "cuda", "must be one of"),
+    ("precision", "fp16", "must be one of"),
     ("image_qos", "fast", "must be one of"),
     ("action_servers", ["/a"], "server_name=semantic_action"),
     ("action_servers", ["=open"], "server_name=semantic_action"),
