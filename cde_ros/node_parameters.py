@@ -83,7 +83,7 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("backend", "auto", "auto | onnxruntime | torch | tensorrt", _choices(*BACKENDS), WHILE_INACTIVE),
     ParamSpec("inference_threads", 1, "intra-op threads of the runtime", _range(1, 64), WHILE_INACTIVE),
     ParamSpec("precision", "fp32", "fp32 | bf16: bf16 autocast for the torch backend (CPUs with AVX512-BF16 or "
-              "AMX: ~1.9x faster, delta cosine 0.993 in cde bench); ONNX Runtime and TensorRT ignore it",
+              "AMX: 1.5x faster backbone in cde bench); ONNX Runtime and TensorRT ignore it",
               _choices("fp32", "bf16"), WHILE_INACTIVE),
     ParamSpec("image_topic", "image", "sensor_msgs/Image input ('' = off)", changeable_up_to=WHILE_UNCONFIGURED),
     ParamSpec("compressed_image_topic", "", "sensor_msgs/CompressedImage input ('' = off)",
