@@ -124,8 +124,8 @@ def test_any_command_sequence_is_answered_with_reasons(events: list[tuple[str, s
             continue
         if event.phase == Phase.STARTED:
             reason = tracker.start(event)
-            if know_actions and action not in {"open", "close", "none"}:
-                assert "unknown action" in reason
+            if know_actions and action not in {"open", "close", "none"}:  # refused: unknown, or a reused id first
+                assert "unknown action" in reason or reason.startswith("duplicate STARTED"), reason
             continue
         pair = tracker.finish(event)
         assert pair.end is event
@@ -136,6 +136,6 @@ def test_any_command_sequence_is_answered_with_reasons(events: list[tuple[str, s
         answered.add(command_id)
         if pair.start is None:
             assert pair.problem  # never verified without a before frame's command start
-        elif pair.start.stamp_ns > event.stamp_ns:
-            assert "clocks disagree" in pair.problem
+        elif pair.start.stamp_ns > event.stamp_ns:  # the clocks, or a refusal of the start carried to its end
+            assert "clocks disagree" in pair.problem or "unknown action" in pair.problem, pair.problem
         assert tracker.open_count() <= 4
