@@ -39,7 +39,7 @@ from rclpy.qos import (HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image
 
-from cde_core.runtime import Embedding, Runtime, load_runtime
+from cde_core.runtime import Embedding, Runtime, load_runtime, resolve_backend
 from cde_core.verification import Verdict, verify_effect
 from cde_ros.command_events import (CommandEvent, CommandEventError, CommandTracker, GoalStatusTracker, Phase,
                                     event_from_command, parse_action_mapping)
@@ -241,15 +241,11 @@ class PerceptionNode(LifecycleNode):
             self.get_logger().error(f"activation failed: {exc}")
             return TransitionCallbackReturn.FAILURE
         backend = self._p("backend")
-        uses_onnxruntime = backend == "onnxruntime" or (backend == "auto" and real.endswith(".onnx"))
-        uses_torch = backend == "torch" or (backend == "auto" and real.endswith(".safetensors"))
-        options: dict[str, Any] = {}
-        if uses_onnxruntime:
-            options["threads"] = int(self._p("inference_threads"))
-        elif uses_torch:
-            options["precision"] = self._p("precision")
         try:  # the checked real path is what is opened (an ONNX index's graphs are beside it)
-            self.runtime = load_runtime(real, backend, **options)
+            resolved = resolve_backend(real, backend)
+            options: dict[str, Any] = {"onnxruntime": {"threads": int(self._p("inference_threads"))},
+                                       "torch": {"precision": self._p("precision")}}.get(resolved, {})
+            self.runtime = load_runtime(real, resolved, **options)
         except (OSError, ValueError, RuntimeError, ImportError) as exc:
             self.runtime = None
             self.model_error = f"cannot load model {path}: {exc}"

@@ -31,18 +31,27 @@ def check_model_file(path: Path, backend: str) -> None:
         raise ModelLoadError(f"{path}: the {backend} backend reads {expected} files only, got {path.suffix!r}")
 
 
-def load_runtime(path: str | Path, backend: str = "auto", **options: Any) -> Runtime:
-    """`auto`: .onnx -> onnxruntime, .safetensors -> torch. `tensorrt` takes the .onnx index too and
-    builds (or reuses from its cache) the engines for this GPU. Any other suffix is a ModelLoadError."""
+def resolve_backend(path: str | Path, backend: str = "auto") -> str:
+    """The backend that will read `path`: `auto` is .onnx -> onnxruntime, .safetensors -> torch. A pickled
+    file is refused first, by name."""
     path = Path(path)
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
     refuse_pickle(path)
-    if backend == "auto":
-        backend = {".onnx": "onnxruntime", ".safetensors": "torch"}.get(path.suffix, "")
-        if not backend:
-            raise ModelLoadError(f"cannot tell the backend from {path.name!r}: pass an exported .onnx index or a "
-                                 ".safetensors checkpoint")
+    if backend != "auto":
+        return backend
+    resolved = {".onnx": "onnxruntime", ".safetensors": "torch"}.get(path.suffix, "")
+    if not resolved:
+        raise ModelLoadError(f"cannot tell the backend from {path.name!r}: pass an exported .onnx index or a "
+                             ".safetensors checkpoint")
+    return resolved
+
+
+def load_runtime(path: str | Path, backend: str = "auto", **options: Any) -> Runtime:
+    """`auto`: see resolve_backend. `tensorrt` takes the .onnx index too and builds (or reuses from its
+    cache) the engines for this GPU. Any other suffix is a ModelLoadError."""
+    path = Path(path)
+    backend = resolve_backend(path, backend)
     check_model_file(path, backend)
     if backend == "torch":
         from cde_core.runtime.torch_runtime import TorchRuntime
