@@ -195,17 +195,16 @@ class Pretrainer:
             masks = block_masks(2 * batch, self.grid, method.mask_probability, method.mask_ratio,
                                 self.generator).view(2, batch, -1).to(self.device)
         with _autocast(cfg.precision, self.device):
-            distilling = method.dino_weight > 0 or self.student.use_ibot  # SimMIM alone needs no teacher pass
+            distilling = self.student.use_dino or self.student.use_ibot  # SimMIM alone needs no teacher pass
             teacher_out = self.teacher.teacher_forward(global_crops) if distilling else None
             student_out = self.model(global_crops, local_crops, masks)
         parts: dict[str, torch.Tensor] = {}
-        if student_out.cls_logits is not None and teacher_out is not None and teacher_out.cls_logits is not None:
+        if self.student.use_dino:
             parts["dino"] = self.dino_loss(student_out.cls_logits, teacher_out.cls_logits, temp)
-        if self.student.use_ibot and masks is not None and teacher_out is not None \
-                and teacher_out.patch_logits is not None:
+        if self.student.use_ibot and masks is not None:
             parts["ibot"] = self.ibot_loss(student_out.masked_patch_logits, teacher_out.patch_logits, masks,
                                            method.teacher_patch_temp)
-        if self.student.use_pixels and masks is not None and student_out.masked_pixels is not None:
+        if self.student.use_pixels and masks is not None:
             parts["pixel"] = masked_pixel_loss(student_out.masked_pixels, global_crops.flatten(0, 1),
                                                masks.flatten(0, 1), self.student.patch_size)
         if method.koleo_weight > 0:
