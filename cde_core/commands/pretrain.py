@@ -1,4 +1,5 @@
-"""`cde pretrain CONFIG [key=value ...] --out DIR`: self-supervised backbone pretraining (DINO + iBOT).
+"""`cde pretrain CONFIG [key=value ...] --out DIR`: self-supervised backbone pretraining
+(time-contrastive by default; DINO, iBOT, SimMIM by weight).
 
 Resumes from DIR/state when it exists (same model/method settings); `--restart` starts over. Under
 `torchrun --nproc_per_node N` each process takes a shard of every batch (DDP; gloo on CPU). Writes

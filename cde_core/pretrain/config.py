@@ -58,6 +58,10 @@ class MethodConfig:
     ibot_weight: float = 1.0
     koleo_weight: float = 0.0     # DINOv2's KoLeo on the student's pooled tokens (0 = off)
     pixel_weight: float = 0.0     # SimMIM masked patch pixel regression on the student's global crops (0 = off)
+    contrastive_weight: float = 0.0   # time-contrastive InfoNCE on the pooled token (0 = off)
+    contrastive_temp: float = 0.1
+    contrastive_hidden: int = 512
+    contrastive_dim: int = 128
     mask_probability: float = 0.5
     mask_ratio: tuple[float, float] = (0.1, 0.5)
 
@@ -92,6 +96,7 @@ class PretrainOptimConfig:
     weight_decay_end: float = 0.4
     grad_clip: float = 3.0
     freeze_last_layer_epochs: float = 1.0
+    clip_frames: int = 0          # >0: each batch holds this many moments of each of several clips; 0 = shuffled
 
 
 @dataclass
@@ -180,8 +185,14 @@ def load_pretrain_config(path: str | Path | None = None, overrides: list[str] | 
     config = _build(PretrainConfig, tree, "")
     if config.precision not in ("bf16", "fp32"):
         raise PretrainConfigError(f"precision {config.precision!r} must be bf16 or fp32")
-    if config.method.dino_weight <= 0 and config.method.ibot_weight <= 0 and config.method.pixel_weight <= 0:
-        raise PretrainConfigError("method.dino_weight, ibot_weight and pixel_weight are all 0: nothing to train")
+    m = config.method
+    weights = ("dino_weight", "ibot_weight", "pixel_weight", "contrastive_weight")
+    if all(getattr(m, name) <= 0 for name in weights):
+        raise PretrainConfigError(f"method.{', '.join(weights)} are all 0: nothing to train")
+    if m.contrastive_weight > 0 and m.contrastive_temp <= 0:
+        raise PretrainConfigError(f"method.contrastive_temp must be > 0, got {m.contrastive_temp}")
+    if config.optim.clip_frames < 0:
+        raise PretrainConfigError(f"optim.clip_frames must be >= 0, got {config.optim.clip_frames}")
     return config
 
 

@@ -14,6 +14,7 @@ from torch import nn
 from cde_core.pretrain.config import MethodConfig, PretrainModelConfig
 from cde_core.pretrain.encoder import SSLEncoder
 from cde_core.pretrain.head import DINOHead
+from cde_core.pretrain.time_contrastive_loss import ContrastiveHead
 
 
 @dataclass
@@ -22,6 +23,7 @@ class StudentOutput:
     masked_patch_logits: torch.Tensor | None    # [M, Kp]: logits at the masked patches, in mask order
     masked_pixels: torch.Tensor | None          # [M, P*P*3]: predicted pixels at the masked patches (SimMIM)
     global_pooled: torch.Tensor                 # [2, B, D]: pooled tokens of the global crops (KoLeo)
+    projections: torch.Tensor | None = None     # [2, B, d]: the global crops' contrastive projections
 
 
 @dataclass
@@ -38,12 +40,15 @@ class SelfDistillationNet(nn.Module):
         self.use_dino = method.dino_weight > 0
         self.use_ibot = method.ibot_weight > 0
         self.use_pixels = method.pixel_weight > 0
+        self.use_contrastive = method.contrastive_weight > 0
         self.use_masks = self.use_ibot or self.use_pixels
         self.encoder = SSLEncoder(model_cfg.backbone, model_cfg.img_size, model_cfg.backbone_kwargs,
                                   drop_path_rate=drop_path_rate, with_mask_token=self.use_masks)
         dim = self.encoder.embed_dim
         self.patch_size = int(self.encoder.model.patch_embed.patch_size[0]) if self.use_pixels else 0
         self.pixel_head = nn.Linear(dim, self.patch_size ** 2 * 3) if self.use_pixels else None
+        self.contrastive_head = ContrastiveHead(dim, method.contrastive_hidden, method.contrastive_dim) \
+            if self.use_contrastive else None
         # Heads only for the terms that are on: DDP refuses parameters that get no gradient.
         self.head: nn.Module | None = None
         if self.use_dino or (self.use_ibot and method.shared_head):
@@ -76,8 +81,11 @@ class SelfDistillationNet(nn.Module):
             masked_logits = self.patch_head(patches)[flat_masks]
         if flat_masks is not None and self.pixel_head is not None:
             masked_pixels = self.pixel_head(patches)[flat_masks]
+        projections = self.contrastive_head(pooled).view(n_global, batch, -1) \
+            if self.contrastive_head is not None else None
         return StudentOutput(cls_logits=cls_logits, masked_patch_logits=masked_logits,
-                             masked_pixels=masked_pixels, global_pooled=pooled.view(n_global, batch, -1))
+                             masked_pixels=masked_pixels, global_pooled=pooled.view(n_global, batch, -1),
+                             projections=projections)
 
     @torch.no_grad()
     def teacher_forward(self, global_crops: torch.Tensor) -> TeacherOutput:

@@ -1,8 +1,9 @@
-"""The pretraining loop: DINO self-distillation + iBOT masked patch tokens (+ SimMIM masked pixels), EMA
-teacher, multi-crop.
+"""The pretraining loop: time-contrastive InfoNCE, DINO self-distillation, iBOT masked patch tokens, SimMIM
+masked pixels (any mix, by weight), EMA teacher, multi-crop.
 
 Data: every configured frame source read once into an in-memory uint8 bank; each step takes a batch of
-frames (per-epoch permutation from the seed, so a resumed run takes the same batches), cuts the crops and
+frames (a per-epoch permutation from the seed, or `optim.clip_frames` moments of several clips drawn from
+(seed, step, rank); either way a resumed run takes the same batches), cuts the crops and
 masks with a seeded generator (saved with the state), runs teacher and student, and updates the teacher as
 an EMA of the student. bf16 autocast on CPU/GPU, DDP under torchrun (gloo on CPU). At the end the teacher
 backbone is exported (backbone_export) and probed (probe) when a labelled manifest is configured.
@@ -25,6 +26,7 @@ from torch import nn
 from cde_core.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from cde_core.pretrain.augment import MultiCrop
 from cde_core.pretrain.backbone_export import export_backbone
+from cde_core.pretrain.clip_sampler import clip_batch
 from cde_core.pretrain.config import PretrainConfig, save_pretrain_config
 from cde_core.pretrain.dino_loss import DINOLoss
 from cde_core.pretrain.ibot_loss import IBOTPatchLoss
@@ -33,7 +35,8 @@ from cde_core.pretrain.masking import block_masks
 from cde_core.pretrain.pixel_loss import masked_pixel_loss
 from cde_core.pretrain.schedules import cosine, linear_warmup, warmup_cosine
 from cde_core.pretrain.self_distillation import SelfDistillationNet, ema_update
-from cde_core.pretrain.sources import build_frame_bank, build_source
+from cde_core.pretrain.sources import FrameBank, build_frame_bank, build_source
+from cde_core.pretrain.time_contrastive_loss import time_contrastive_loss
 from cde_core.pretrain.training_state import (TrainingPosition, TrainingStateError, has_training_state,
                                               load_training_state, read_position, save_rng, save_training_state)
 from cde_core.train import distributed
@@ -115,6 +118,7 @@ class Pretrainer:
         self.multicrop = MultiCrop(config.augment, mc.img_size, self.mean, self.std)
         self.grid = self.student.encoder.grid_size(mc.img_size) if self.student.use_masks else (0, 0)
         self.bank = self._frames()
+        self.clip_members = self.bank.clip_members()
         opt = config.optim
         self.global_batch = opt.batch_size * self.world
         self.steps_per_epoch = len(self.bank) // self.global_batch
@@ -150,7 +154,7 @@ class Pretrainer:
         return {"student": self.student, "teacher": self.teacher, "dino_loss": self.dino_loss,
                 "ibot_loss": self.ibot_loss}
 
-    def _frames(self) -> torch.Tensor:
+    def _frames(self) -> FrameBank:
         data = self.config.data
         sources = [build_source(spec, progress=self.config.progress) for spec in data.sources]
         if distributed.is_main_process():  # render simulator frames once, before the other ranks read them
@@ -163,6 +167,10 @@ class Pretrainer:
                                 progress=self.config.progress and distributed.is_main_process())
 
     def _batch_indices(self, step: int) -> torch.Tensor:
+        opt = self.config.optim
+        if opt.clip_frames > 0:
+            return clip_batch(self.clip_members, opt.batch_size, opt.clip_frames,
+                              seed=(self.config.seed * 100003 + step) * 1024 + self.rank)
         epoch, within = divmod(step, self.steps_per_epoch)
         order = torch.randperm(len(self.bank), generator=torch.Generator().manual_seed(self.config.seed * 100003 + epoch))
         used = order[: self.steps_per_epoch * self.global_batch].view(self.steps_per_epoch, self.world, -1)
@@ -185,7 +193,7 @@ class Pretrainer:
     def _train_step(self, step: int) -> dict[str, float]:
         cfg, method = self.config, self.config.method
         lr, momentum, temp = self._set_schedules(step)
-        frames = self.bank[self._batch_indices(step)].to(self.device)  # augment where the model runs
+        frames = self.bank.images[self._batch_indices(step)].to(self.device)  # augment where the model runs
         crops = self.multicrop(frames, self.generator)
         global_crops = crops.global_crops.to(self.device)
         local_crops = crops.local_crops.to(self.device)
@@ -207,10 +215,14 @@ class Pretrainer:
         if self.student.use_pixels and masks is not None:
             parts["pixel"] = masked_pixel_loss(student_out.masked_pixels, global_crops.flatten(0, 1),
                                                masks.flatten(0, 1), self.student.patch_size)
+        if self.student.use_contrastive:
+            parts["contrastive"] = time_contrastive_loss(student_out.projections[0], student_out.projections[1],
+                                                         method.contrastive_temp)
         if method.koleo_weight > 0:
             parts["koleo"] = sum(self.koleo_loss(p) for p in student_out.global_pooled) / 2
         loss = (method.dino_weight * parts.get("dino", 0.0) + method.ibot_weight * parts.get("ibot", 0.0)
-                + method.pixel_weight * parts.get("pixel", 0.0) + method.koleo_weight * parts.get("koleo", 0.0))
+                + method.pixel_weight * parts.get("pixel", 0.0) + method.koleo_weight * parts.get("koleo", 0.0)
+                + method.contrastive_weight * parts.get("contrastive", 0.0))
         if not torch.isfinite(loss):
             raise PretrainError(f"loss is {float(loss)} at step {step}; lower optim.lr or use precision=fp32")
         self.optimizer.zero_grad(set_to_none=True)
@@ -244,7 +256,8 @@ class Pretrainer:
                                   "std": list(self.std)},
                 "method": "+".join(name for name, weight in (("dino", self.config.method.dino_weight),
                                                              ("ibot", self.config.method.ibot_weight),
-                                                             ("simmim", self.config.method.pixel_weight))
+                                                             ("simmim", self.config.method.pixel_weight),
+                                                             ("tcn", self.config.method.contrastive_weight))
                                    if weight > 0),
                 "steps": self.step, "frames": len(self.bank), "config": self.config.to_dict()}
 

@@ -8,7 +8,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from cde_core.pretrain.sources.base import FrameSourceError
+from cde_core.pretrain.sources.base import Frame, FrameSourceError
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 _CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1, "8UC1": 1, "8UC3": 3,
@@ -70,7 +70,7 @@ class BagFrameSource:
         topics = ",".join(self.topics) or "all image topics"
         return f"bags {[str(p) for p in self.paths]} ({topics}, every {self.stride})"
 
-    def frames(self) -> Iterator[np.ndarray]:
+    def frames(self) -> Iterator[Frame]:
         from rosbags.highlevel import AnyReader
         from rosbags.typesys import Stores, get_typestore
 
@@ -90,10 +90,11 @@ class BagFrameSource:
                 if index % self.stride:
                     continue
                 msg = reader.deserialize(raw, connection.msgtype)
+                clip = connection.topic  # one clip per topic, across the bags given
                 if connection.msgtype.endswith("CompressedImage"):
-                    yield compressed_msg_to_rgb(msg)
+                    yield clip, compressed_msg_to_rgb(msg)
                 else:
-                    yield image_msg_to_rgb(msg)
+                    yield clip, image_msg_to_rgb(msg)
                 count += 1
                 if self.max_frames and count >= self.max_frames:
                     return

@@ -4,9 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
-
-from cde_core.pretrain.sources.base import FrameSourceError, read_rgb
+from cde_core.pretrain.sources.base import Frame, FrameSourceError, read_rgb
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
@@ -24,6 +22,6 @@ class ImageFolderSource:
     def describe(self) -> str:
         return f"folder {self.root} ({len(self.paths)} images)"
 
-    def frames(self) -> Iterator[np.ndarray]:
-        for path in self.paths:
-            yield read_rgb(str(path))
+    def frames(self) -> Iterator[Frame]:
+        for path in self.paths:  # one clip per directory
+            yield str(path.parent.relative_to(self.root)), read_rgb(str(path))

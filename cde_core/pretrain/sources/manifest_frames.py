@@ -8,10 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator, Sequence
 
-import numpy as np
-
 from cde_core.data.manifest import read_manifest
-from cde_core.pretrain.sources.base import FrameSourceError, read_rgb
+from cde_core.pretrain.sources.base import Frame, FrameSourceError, read_rgb
 
 
 class ManifestFrameSource:
@@ -20,19 +18,20 @@ class ManifestFrameSource:
         if exclude_roles and not split:
             raise FrameSourceError(f"manifest source {self.root}: exclude_roles needs a split name")
         records = [r for r in read_manifest(self.root) if not (split and r.role(split) in set(exclude_roles))]
-        seen: dict[str, None] = {}
+        seen: dict[str, str] = {}  # image -> the pair it belongs to (its clip)
         for record in records:
-            seen.setdefault(record.before)
-            seen.setdefault(record.after)
+            seen.setdefault(record.before, record.id)
+            seen.setdefault(record.after, record.id)
         self.paths = [self.root / rel for rel in seen]
+        self.clips = list(seen.values())
         if not self.paths:
             raise FrameSourceError(f"manifest {self.root} has no pairs left after excluding {list(exclude_roles)}")
 
     def describe(self) -> str:
         return f"manifest {self.root} ({len(self.paths)} frames)"
 
-    def frames(self) -> Iterator[np.ndarray]:
-        for path in self.paths:
+    def frames(self) -> Iterator[Frame]:
+        for path, clip in zip(self.paths, self.clips):
             if not path.is_file():
                 raise FrameSourceError(f"manifest {self.root} names {path}, which does not exist")
-            yield read_rgb(str(path))
+            yield clip, read_rgb(str(path))

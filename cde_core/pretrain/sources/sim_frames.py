@@ -15,9 +15,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
-
-from cde_core.pretrain.sources.base import FrameSourceError, read_rgb
+from cde_core.pretrain.sources.base import Frame, FrameSourceError, read_rgb
 
 _LOG = logging.getLogger(__name__)
 DONE_MARKER = "done"
@@ -128,11 +126,12 @@ class SimFrameSource:
     def describe(self) -> str:
         return f"sim {len(self.episodes)} episodes -> {self.cache_dir}"
 
-    def frames(self) -> Iterator[np.ndarray]:
+    def frames(self) -> Iterator[Frame]:
         self.render_missing()
         for episode in self.episodes:
             paths = sorted(self._episode_dir(episode).glob("*.png"))
             if not paths:
                 raise FrameSourceError(f"episode cache {self._episode_dir(episode)} has no frames; delete it")
-            for path in paths:
-                yield read_rgb(str(path))
+            for path in paths:  # <camera>_<moment>.png: one clip per episode and camera
+                camera = path.stem.rsplit("_", 1)[0]
+                yield f"{episode.task}/{episode.seed}/{camera}", read_rgb(str(path))
