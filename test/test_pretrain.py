@@ -327,11 +327,21 @@ def test_config_overrides_and_errors(tmp_path: Path) -> None:
         build_source({"type": "webcam"})
 
 
+def test_pixel_reference_is_thumbnails_and_raw_patches() -> None:
+    from cde_core.pretrain.probe import pixel_encoder
+
+    images = torch.arange(2 * 3 * 16 * 16, dtype=torch.float32).view(2, 3, 16, 16)
+    thumbnail, patches = pixel_encoder(images)
+    assert thumbnail.shape == (2, 3 * 2 * 2) and patches.shape == (2, 4, 8 * 8 * 3)
+    assert torch.isclose(thumbnail[0, 0], images[0, 0, :8, :8].mean())    # channel 0, top-left cell
+    assert torch.equal(patches[1, 3, :3], images[1, :, 8, 8])               # last patch, first pixel (RGB)
+
+
 def test_probe_returns_scores_for_pretrained_and_random(tiny_run: tuple[Path, object], synthetic: Path) -> None:
     _, result = tiny_run
     config = load_pretrain_config(None, ["probe.linear_steps=50", "probe.k=5"])
     report = probe_backbone("cde_vit_test", 32, result.backbone_file, synthetic, config.probe)
-    assert set(report.scores) == {"pretrained", "random_init"}
+    assert set(report.scores) == {"pretrained", "random_init", "pixels"}
     assert report.n_train > report.n_test > 0 and len(report.classes) == 7
     for kinds in report.scores.values():
         assert set(kinds) == {"global", "patch"}
@@ -403,4 +413,4 @@ def test_probe_only_accepts_weights_from_elsewhere(synthetic: Path, tmp_path: Pa
                  "probe.linear_steps=20", "--probe-only", str(weights), "--out", str(tmp_path / "probe")])
     assert code == 0
     report = json.loads((tmp_path / "probe" / "probe.json").read_text())
-    assert set(report["scores"]) == {"pretrained", "random_init"} and report["n_test"] > 0
+    assert set(report["scores"]) == {"pretrained", "random_init", "pixels"} and report["n_test"] > 0

@@ -4,6 +4,9 @@ deltas of labelled pairs, for a pretrained backbone and the same architecture at
 Features per pair (frozen backbone, no projector): `global` = pooled(after) - pooled(before);
 `patch` = mean of the K patch deltas with the largest L2 norm (what the CDE head's Top-K reads).
 Train on the split's train+val pairs, score on its test pairs (the manifest's IID split by default).
+A third row, `pixels`, needs no network: the global feature is an 8x8-pixel-cell thumbnail of the image
+and the patch features are the raw 8x8 patches, both 192-d like `cde_vit_small_p8`. A backbone that does
+not beat it has learnt nothing a pixel delta does not already say.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from cde_core.pretrain.config import ProbeConfig
 _LOG = logging.getLogger(__name__)
 FEATURE_KINDS = ("global", "patch")
 Encoder = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+PIXEL_CELL = 8  # pixels per side of a thumbnail cell and of a raw patch in the `pixels` reference
 
 
 class ProbeError(ValueError):
@@ -86,6 +90,15 @@ def pair_features(encoder: Encoder, root: Path, records: Sequence[PairRecord], p
         picked = torch.gather(deltas, 1, index.unsqueeze(-1).expand(-1, -1, deltas.shape[-1]))
         patch_parts.append(picked.mean(dim=1))
     return {"global": torch.cat(global_parts).float(), "patch": torch.cat(patch_parts).float()}
+
+
+def pixel_encoder(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The no-network reference: (thumbnail [B, 3 * (H/8) * (W/8)], raw patches [B, N, 8 * 8 * 3])."""
+    from cde_core.pretrain.pixel_loss import patchify
+
+    b, _, h, w = images.shape
+    thumbnail = F.adaptive_avg_pool2d(images.float(), (h // PIXEL_CELL, w // PIXEL_CELL)).flatten(1)
+    return thumbnail, patchify(images.float(), PIXEL_CELL)
 
 
 def linear_probe_accuracy(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
@@ -171,4 +184,6 @@ def probe_backbone(backbone: str, img_size: int, pretrained_file: str | Path | N
         encoders["pretrained"] = pretrained
     torch.manual_seed(seed)
     encoders["random_init"] = Backbone(backbone, img_size, None, **kwargs).eval()
+    if img_size % PIXEL_CELL == 0:
+        encoders["pixels"] = pixel_encoder
     return probe_encoders(encoders, manifest, prep, cfg, seed)
