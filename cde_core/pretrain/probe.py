@@ -5,7 +5,7 @@ Features per pair (frozen backbone, no projector): `global` = pooled(after) - po
 `patch` = mean of the K patch deltas with the largest L2 norm (what the CDE head's Top-K reads).
 Train on the split's train+val pairs, score on its test pairs (the manifest's IID split by default).
 A third row, `pixels`, needs no network: the global feature is an 8x8-pixel-cell thumbnail of the image
-and the patch features are the raw 8x8 patches, both 192-d like `cde_vit_small_p8`. A backbone that does
+and the patch features are the raw 8x8 patches (both 192-d at 64 px, like `cde_vit_small_p8`). A backbone that does
 not beat it has learnt nothing a pixel delta does not already say.
 """
 from __future__ import annotations

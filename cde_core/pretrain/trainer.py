@@ -203,7 +203,7 @@ class Pretrainer:
             masks = block_masks(2 * batch, self.grid, method.mask_probability, method.mask_ratio,
                                 self.generator).view(2, batch, -1).to(self.device)
         with _autocast(cfg.precision, self.device):
-            distilling = self.student.use_dino or self.student.use_ibot  # SimMIM alone needs no teacher pass
+            distilling = self.student.use_dino or self.student.use_ibot  # SimMIM and time-contrastive need no teacher
             teacher_out = self.teacher.teacher_forward(global_crops) if distilling else None
             student_out = self.model(global_crops, local_crops, masks)
         parts: dict[str, torch.Tensor] = {}
