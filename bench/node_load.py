@@ -40,12 +40,12 @@ def run(model: Path, seconds: float, rate_hz: float, command_period: float, widt
     from ros_harness import TestNode, fresh_domain, start_node, stop_node, wait_for
     from sensor_msgs.msg import Image
 
-    from cde_ros.demo import ensure_onnx
+    from cde_core.export.onnx_export import ensure_onnx_export
     from cde_ros.msg import EffectVerification, ManipulatorCommand
 
     work = (out.parent if out else ROOT / "runs" / "bench")
     work.mkdir(parents=True, exist_ok=True)
-    onnx_index = ensure_onnx(model, work) if model.suffix == ".safetensors" else model
+    onnx_index = ensure_onnx_export(model, work / "model") if model.suffix == ".safetensors" else model
     domain = fresh_domain()
     proc = start_node("cde_ros.perception_node", domain, [
         "--params-file", str(ROOT / "config" / "perception.yaml"), "-p", f"model_path:={onnx_index}",

@@ -132,6 +132,16 @@ def _attach_metadata(path: Path, props: dict[str, str], opset: int) -> None:
     onnx.save(proto, str(path))
 
 
+def ensure_onnx_export(checkpoint: str | Path, out_dir: str | Path) -> Path:
+    """The ONNX index of `checkpoint` in `out_dir`, exported only when missing or older than the checkpoint
+    (the demo and the benchmarks run an exported model, as a robot does)."""
+    checkpoint = Path(checkpoint)
+    index = Path(out_dir) / f"{checkpoint.stem}.onnx"
+    if not index.exists() or index.stat().st_mtime < checkpoint.stat().st_mtime:
+        export_onnx(checkpoint, index)
+    return index
+
+
 def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = 17, pair: bool = False,
                 check: bool = True, dynamo: bool = False) -> ExportResult:
     """Export encoder + head (+ pair) graphs with metadata; validate; compare with PyTorch (batch 1 and 3)."""

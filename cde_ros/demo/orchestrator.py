@@ -1,6 +1,6 @@
 """The demo: a simulated robot and the perception node, separate processes over DDS (localhost only).
 
-`make demo` runs `python -m cde_ros.demo`: it starts the Meta-World robot (cde_ros.sim_robot_node) and
+`make demo` runs `python -m cde_ros.demo`: it starts the Meta-World robot (cde_ros.demo.robot_node) and
 the perception node (cde_ros.perception_node, ONNX Runtime) as two processes, listens to both, prints a
 live table, and ends with a summary (recognition accuracy, verification on succeeded and on failed
 commands, latency) written to runs/demo/summary.json and a PNG of what the node saw.
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = ROOT / "models" / "demo" / "cde_demo.safetensors"
 
 
@@ -42,16 +42,6 @@ def _child_env(domain: int) -> dict[str, str]:
     return env
 
 
-def ensure_onnx(model: Path, out_dir: Path) -> Path:
-    """Export the checkpoint to ONNX once (cached next to the run)."""
-    from cde_core.export.onnx_export import export_onnx
-
-    onnx_index = out_dir / "model" / f"{model.stem}.onnx"
-    if not onnx_index.exists() or onnx_index.stat().st_mtime < model.stat().st_mtime:
-        export_onnx(model, onnx_index)
-    return onnx_index
-
-
 def run_demo(model: Path, episodes: int, out_dir: Path, timeout_s: float, image_size: int = 96) -> dict[str, Any]:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
@@ -63,7 +53,9 @@ def run_demo(model: Path, episodes: int, out_dir: Path, timeout_s: float, image_
     from cde_ros.msg import ActionRecognition, EffectVerification
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    onnx_index = ensure_onnx(model, out_dir)
+    from cde_core.export.onnx_export import ensure_onnx_export
+
+    onnx_index = ensure_onnx_export(model, out_dir / "model")
     domain = random.Random().randint(30, 200)
     env = _child_env(domain)
     os.environ.update(ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
@@ -75,7 +67,7 @@ def run_demo(model: Path, episodes: int, out_dir: Path, timeout_s: float, image_
          "-r", "__node:=cde_perception"],
         env=env, stdout=logs["perception"], stderr=subprocess.STDOUT)
     robot = subprocess.Popen(
-        [sys.executable, "-m", "cde_ros.sim_robot_node", "--ros-args", "-p", f"episodes:={episodes}",
+        [sys.executable, "-m", "cde_ros.demo.robot_node", "--ros-args", "-p", f"episodes:={episodes}",
          "-p", "tasks:=demo", "-p", "start_delay_s:=4.0", "-p", f"image_size:={image_size}",
          "-r", "__node:=sim_robot"],
         env=env, stdout=logs["robot"], stderr=subprocess.STDOUT)
