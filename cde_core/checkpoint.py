@@ -73,6 +73,10 @@ def check_meta_values(meta: ModelMeta) -> None:
                 or (positive and min(values) <= 0):
             raise ValueError(f"preprocessing.{key} must be 3 finite numbers{' > 0' if positive else ''}, "
                              f"got {list(values)}")
+    from cde_core.robot_mask import MASK_MODES
+
+    if prep.robot_mask not in MASK_MODES:
+        raise ValueError(f"preprocessing.robot_mask must be one of {MASK_MODES}, got {prep.robot_mask!r}")
     cal = meta.calibration
     if not (math.isfinite(cal.no_effect_magnitude) and cal.no_effect_magnitude >= 0):
         raise ValueError(f"calibration.no_effect_magnitude must be finite and >= 0, got {cal.no_effect_magnitude}")

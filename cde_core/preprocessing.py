@@ -19,13 +19,17 @@ class Preprocessing:
     img_size: int = 224
     mean: tuple[float, float, float] = field(default=IMAGENET_MEAN)
     std: tuple[float, float, float] = field(default=IMAGENET_STD)
+    # "none" | "union": whether the model was trained with the robot masked out (cde_core/robot_mask.py);
+    # a "union" model needs a robot mask with every frame.
+    robot_mask: str = "none"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Preprocessing":
-        return cls(img_size=int(data["img_size"]), mean=tuple(data["mean"]), std=tuple(data["std"]))
+        return cls(img_size=int(data["img_size"]), mean=tuple(data["mean"]), std=tuple(data["std"]),
+                   robot_mask=str(data.get("robot_mask", "none")))
 
 
 def preprocess_rgb(rgb: np.ndarray, prep: Preprocessing) -> np.ndarray:

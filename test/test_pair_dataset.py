@@ -28,9 +28,10 @@ def test_items_match_the_runtime_preprocessing(small: Path) -> None:
     assert dataset.classes == sorted(ACTIONS) == vocabulary(records, "action")
     assert dataset.objects == ["bar", "disc", "square"]
     assert len(dataset) == sum(r.role("iid_0") == "train" for r in records) > 0
-    before, after, action, obj = dataset[0]
+    before, after, action, obj, patch_valid = dataset[0]
     record = dataset.records[0]
     assert before.shape == (3, 16, 16) and before.dtype == torch.float32
+    assert patch_valid.tolist() == [1.0]  # no robot masks: every patch may enter Top-K
     expected = preprocess_rgb(load_rgb(small / record.after), prep)
     np.testing.assert_array_equal(after.numpy(), expected)
     assert dataset.classes[action] == record.action and dataset.objects[obj] == record.object

@@ -30,10 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "ones: object or object_az<deg>_el<deg>_d<m>")
     gen.add_argument("--seeds", type=_seed_range, default=(0, 20), help="START:STOP seed range (STOP excluded)")
     gen.add_argument("--size", type=int, default=224, help="image side in pixels")
-    gen.add_argument("--randomize", action=argparse.BooleanOptionalAction, default=True,
-                     help="random colours and lights")
-    gen.add_argument("--camera-jitter", action=argparse.BooleanOptionalAction, default=True,
-                     help="perturb camera pose per episode")
+    gen.add_argument("--appearance", choices=("mixed", "default", "random"), default="mixed",
+                     help="Meta-World's own look, random colours/lights/camera jitter, or either per episode")
     gen.add_argument("--clear-hand", action=argparse.BooleanOptionalAction, default=True,
                      help="move the hand clear of the object before the after frame")
     gen.add_argument("--failures", type=float, default=0.15,
@@ -58,8 +56,7 @@ def _generate(args: argparse.Namespace) -> int:
     from cde_core.sim.generator import GenerationConfig, GenerationError, generate
 
     config = GenerationConfig(tasks=args.tasks, cameras=tuple(c for c in args.cameras.split(",") if c),
-                              seeds=args.seeds, size=args.size, randomize_appearance=args.randomize,
-                              camera_jitter=args.camera_jitter, clear_hand=args.clear_hand,
+                              seeds=args.seeds, size=args.size, appearance=args.appearance, clear_hand=args.clear_hand,
                               failure_fraction=args.failures, max_steps=args.max_steps, workers=args.workers,
                               split_seed=args.split_seed, folds=args.folds)
     try:

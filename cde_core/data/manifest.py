@@ -40,6 +40,10 @@ class PairRecord:
     seed: int = 0
     camera: str = ""
     splits: dict[str, str] = field(default_factory=dict)
+    # Robot self-masks beside the frames (mono PNG, 255 = robot; "" = none) and the episode's look.
+    before_mask: str = ""
+    after_mask: str = ""
+    appearance: str = ""
 
     def role(self, split: str) -> str | None:
         """This pair's role in `split`, or None when the split does not use it."""
@@ -61,7 +65,8 @@ _FIELD_NAMES = tuple(f.name for f in fields(PairRecord))
 def record_problems(record: PairRecord) -> list[str]:
     """Everything wrong with one record (empty when valid): types, kinds, roles, label consistency."""
     problems: list[str] = []
-    for name in _REQUIRED + ("commanded_action", "kind", "source", "task", "camera"):
+    for name in _REQUIRED + ("commanded_action", "kind", "source", "task", "camera", "before_mask", "after_mask",
+                             "appearance"):
         if not isinstance(getattr(record, name), str):
             problems.append(f"{name} must be a string, got {getattr(record, name)!r}")
     if problems:
@@ -69,6 +74,8 @@ def record_problems(record: PairRecord) -> list[str]:
     empty = [name for name in _REQUIRED if not getattr(record, name)]
     if empty:
         problems.append(f"required field(s) {empty} are empty")
+    if bool(record.before_mask) != bool(record.after_mask):
+        problems.append("before_mask and after_mask come together (both paths or neither)")
     if record.antonym is not None and not isinstance(record.antonym, str):
         problems.append(f"antonym must be a string or null, got {record.antonym!r}")
     if not isinstance(record.effect_happened, bool):

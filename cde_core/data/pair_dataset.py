@@ -1,14 +1,14 @@
 """A torch Dataset over one split/role of a pair manifest, and a class-balanced sampler for it.
 
-Images go through `cde_core.preprocessing.preprocess_rgb`, the function every runtime uses, so training
-sees exactly what the deployed model will see.
+Pairs go through `cde_core.robot_mask.mask_pair` and `cde_core.preprocessing.preprocess_rgb`, the functions
+every runtime and the node use, so training sees exactly what the deployed model will see.
 """
 from __future__ import annotations
 
 import logging
 import math
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -16,6 +16,7 @@ from torch.utils.data import Dataset, Sampler
 
 from cde_core.data.manifest import ROLES, PairRecord, read_manifest
 from cde_core.preprocessing import Preprocessing, preprocess_rgb
+from cde_core.robot_mask import RobotMaskError, mask_pair
 
 _LOG = logging.getLogger(__name__)
 
@@ -40,15 +41,25 @@ def load_rgb(path: Path) -> np.ndarray:
         return np.asarray(img.convert("RGB"))
 
 
-class PairDataset(Dataset):
-    """Items: (before [3,S,S] float32, after [3,S,S] float32, action index, object index).
+def load_mask(path: Path) -> np.ndarray:
+    from PIL import Image
 
+    with Image.open(path) as img:
+        return np.asarray(img.convert("L"))
+
+
+class PairDataset(Dataset):
+    """Items: (before [3,S,S] float32, after [3,S,S] float32, action index, object index, patch_valid [N]).
+
+    `grid` is the model's patch grid: with `preprocessing.robot_mask` "union" the pair's robot masks are
+    applied (union filled, mostly-masked patches get patch_valid 0); otherwise patch_valid is all ones.
     Objects outside `objects` get index -1 (only the ICM critic reads it, and training builds its
     object list from the whole manifest). Preprocessed tensors are cached in memory on first use when
     `cache` is on (benchmark sets are a few thousand small pairs)."""
 
     def __init__(self, root: str | Path, records: Sequence[PairRecord], classes: Sequence[str],
-                 objects: Sequence[str], preprocessing: Preprocessing, cache: bool = True) -> None:
+                 objects: Sequence[str], preprocessing: Preprocessing, cache: bool = True,
+                 grid: tuple[int, int] = (1, 1)) -> None:
         self.root = Path(root)
         self.records = list(records)
         self.classes = list(classes)
@@ -56,42 +67,63 @@ class PairDataset(Dataset):
         self.class_index = {c: i for i, c in enumerate(self.classes)}
         self.object_index = {o: i for i, o in enumerate(self.objects)}
         self.preprocessing = preprocessing
-        self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = {} if cache else None
+        self.grid = (int(grid[0]), int(grid[1]))
+        self._cache: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = {} if cache else None
         unknown = {r.action for r in self.records} - set(self.class_index)
         if unknown:
             raise ValueError(f"actions {sorted(unknown)} are not in the class list {self.classes}")
+        if preprocessing.robot_mask != "none":
+            unmasked = [r.id for r in self.records if not r.before_mask]
+            if unmasked:
+                raise ValueError(f"robot_mask {preprocessing.robot_mask!r} needs robot masks, but {len(unmasked)} "
+                                 f"pair(s) have none (e.g. {unmasked[0]!r}); regenerate with `cde sim generate` "
+                                 "or train with data.robot_mask=none")
 
     @classmethod
     def from_manifest(cls, root: str | Path, split: str, role: str, preprocessing: Preprocessing,
                       classes: Sequence[str] | None = None, objects: Sequence[str] | None = None,
-                      cache: bool = True) -> "PairDataset":
+                      cache: bool = True, grid: tuple[int, int] = (1, 1)) -> "PairDataset":
         """The pairs whose `splits[split] == role`; vocabularies default to the whole manifest's."""
         if role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}, got {role!r}")
         records = read_manifest(root)
         subset = [r for r in records if r.role(split) == role]
         return cls(root, subset, classes if classes is not None else vocabulary(records, "action"),
-                   objects if objects is not None else vocabulary(records, "object"), preprocessing, cache)
+                   objects if objects is not None else vocabulary(records, "object"), preprocessing, cache, grid)
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def _image(self, index: int, rel: str) -> torch.Tensor:
+    def _read(self, index: int, rel: str, reader: Any) -> np.ndarray:
         path = self.root / rel
         try:
-            return torch.from_numpy(preprocess_rgb(load_rgb(path), self.preprocessing))
+            return reader(path)
         except (OSError, ValueError) as exc:  # PIL's UnidentifiedImageError is an OSError
             raise PairDecodeError(f"pair {self.records[index].id!r} (row #{index}): cannot read {path}: {exc}") from exc
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    def _pair(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        record, prep = self.records[index], self.preprocessing
+        before, after = self._read(index, record.before, load_rgb), self._read(index, record.after, load_rgb)
+        masks = (None, None)
+        if prep.robot_mask != "none":
+            masks = (self._read(index, record.before_mask, load_mask), self._read(index, record.after_mask, load_mask))
+        try:
+            pair = mask_pair(before, after, masks[0], masks[1], prep.img_size, prep.mean, self.grid, prep.robot_mask)
+        except (RobotMaskError, ValueError) as exc:
+            raise PairDecodeError(f"pair {record.id!r} (row #{index}): {exc}") from exc
+        return (torch.from_numpy(preprocess_rgb(pair.before, prep)), torch.from_numpy(preprocess_rgb(pair.after, prep)),
+                torch.from_numpy(pair.patch_valid))
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int, int, torch.Tensor]:
         record = self.records[index]
         if self._cache is not None and index in self._cache:
-            before, after = self._cache[index]
+            before, after, valid = self._cache[index]
         else:
-            before, after = self._image(index, record.before), self._image(index, record.after)
+            before, after, valid = self._pair(index)
             if self._cache is not None:
-                self._cache[index] = (before, after)
-        return before, after, self.class_index[record.action], self.object_index.get(record.object, UNKNOWN_OBJECT)
+                self._cache[index] = (before, after, valid)
+        return (before, after, self.class_index[record.action], self.object_index.get(record.object, UNKNOWN_OBJECT),
+                valid)
 
     def labels(self) -> list[int]:
         return [self.class_index[r.action] for r in self.records]

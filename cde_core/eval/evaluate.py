@@ -31,7 +31,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, split: str, ou
         subset = [r for r in records if r.role(split) == role]
         if not subset:
             continue
-        dataset = PairDataset(data, subset, meta.class_names, objects, meta.preprocessing)
+        dataset = PairDataset(data, subset, meta.class_names, objects, meta.preprocessing, grid=model.grid_size)
         pred = predict(model, dataset, precision=precision)
         report[role] = classification_report(pred.labels, pred.preds, meta.class_names, [r.cell for r in subset])
         plot_confusion(report[role]["confusion_matrix"], meta.class_names, f"{split} {role}",

@@ -31,9 +31,9 @@ def predict(model: PairModel, dataset: Dataset, batch_size: int = 64, precision:
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
                 else contextlib.nullcontext())
     chunks: dict[str, list[np.ndarray]] = {k: [] for k in ("labels", "logits", "mag", "delta", "obj")}
-    for before, after, labels, objects in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+    for before, after, labels, objects, patch_valid in DataLoader(dataset, batch_size=batch_size, shuffle=False):
         with autocast:
-            out = model(before.to(device), after.to(device))
+            out = model(before.to(device), after.to(device), patch_valid.to(device))
         chunks["labels"].append(labels.numpy())
         chunks["obj"].append(objects.numpy())
         chunks["logits"].append(out.logits.float().cpu().numpy())

@@ -92,7 +92,8 @@ def run_experiment(path: str | Path, out: str | Path, extra: list[str] | None = 
         model, meta = load_checkpoint(focus["checkpoint"])
         subset = [r for r in records if r.role(focus["split"]) in ("test", "ood")]
         pred = predict(model, PairDataset(spec["data"], subset, meta.class_names, meta.objects or
-                                          sorted({r.object for r in records}), meta.preprocessing))
+                                          sorted({r.object for r in records}), meta.preprocessing,
+                                          grid=model.grid_size))
         antonym = {r.action: r.antonym for r in records if r.antonym}
         cosines = antonym_cosines(pred.deltas, [r.action for r in subset], [r.object for r in subset], antonym)
         geometry = {"model": focus["method"], "split": focus["split"], "antonym_cosines": cosines,

@@ -13,6 +13,7 @@ from torch import nn
 from cde_core.models.backbone import Backbone
 from cde_core.models.config import ModelConfig
 from cde_core.models.projector import CausalProjector
+from cde_core.robot_mask import suppress_masked_patches
 
 
 class PairOutput(NamedTuple):
@@ -64,8 +65,13 @@ class PairModel(nn.Module):
         return PairOutput(out["logits"], out["delta_global"], out["topk_indices"], out["effect_magnitude"])
 
     def head_train(self, before_global: torch.Tensor, before_patches: torch.Tensor,
-                   after_global: torch.Tensor, after_patches: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Everything the criterion may use; subclasses fill in "logits" and their own terms."""
+                   after_global: torch.Tensor, after_patches: torch.Tensor,
+                   patch_valid: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Everything the criterion may use; subclasses fill in "logits" and their own terms.
+
+        `patch_valid` [B,N] (1 = may enter Top-K): mostly-robot patches get a zero delta (robot_mask.py); the
+        exported head takes tokens already suppressed by the runtime, with the same function."""
+        after_patches = suppress_masked_patches(before_patches, after_patches, patch_valid)
         delta_global = after_global - before_global
         topk_indices, delta_topk = topk_changed_patches(after_patches - before_patches, self.top_k)
         out = {
@@ -82,15 +88,17 @@ class PairModel(nn.Module):
     def classify(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def forward(self, before: torch.Tensor, after: torch.Tensor) -> PairOutput:
+    def forward(self, before: torch.Tensor, after: torch.Tensor, patch_valid: torch.Tensor | None = None) -> PairOutput:
         before_global, before_patches = self.encode(before)
         after_global, after_patches = self.encode(after)
+        after_patches = suppress_masked_patches(before_patches, after_patches, patch_valid)
         return self.head(before_global, before_patches, after_global, after_patches)
 
-    def forward_train(self, before: torch.Tensor, after: torch.Tensor) -> dict[str, Any]:
+    def forward_train(self, before: torch.Tensor, after: torch.Tensor,
+                      patch_valid: torch.Tensor | None = None) -> dict[str, Any]:
         """Like forward, plus the training-only tensors (per-patch terms, critic, latent blocks).
 
         Both images go through the backbone as one batch (one pass, same normalisation statistics)."""
         batch = before.shape[0]
         glob, patches = self.encode(torch.cat([before, after], dim=0))
-        return self.head_train(glob[:batch], patches[:batch], glob[batch:], patches[batch:])
+        return self.head_train(glob[:batch], patches[:batch], glob[batch:], patches[batch:], patch_valid)

@@ -1,9 +1,12 @@
 """`cde sim generate`: before/after pairs from Meta-World's scripted policies, with failed episodes.
 
-Per (task, seed) one episode: the before frame after reset; the policy runs to success (or, for a
-failed episode, stops early / holds still / runs another task's policy); the scene holds still to
-settle; optionally the hand moves clear; the after frame. Every configured camera renders the same
-episode, so the pairs of one episode differ only in the view (splits keep them together).
+Per (task, seed) one episode of `cde_core.sim.episode` (the same code the simulated ROS robot runs): the
+before frame after reset; the policy runs to success (or, for a failed episode, stops early / holds still /
+runs another task's policy); the scene holds still to settle; optionally the hand moves clear; the after
+frame. Every configured camera renders the same episode, so the pairs of one episode differ only in the
+view (splits keep them together). Beside each frame a robot mask PNG (255 = robot), the self-mask a real
+robot's URDF filter would give. `appearance` "mixed" (the default) draws Meta-World's own look or
+randomised colours, lights and camera jitter per episode, so a model trained on it sees both.
 
 Labels (`label_episode`): `action` is what the world underwent. A commanded task that succeeded is an
 `effect` pair of its cell; a reach task is `no_change`. A failed episode (planned, or the policy did
@@ -21,18 +24,15 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from cde_core.data.manifest import NO_CHANGE, PairRecord, write_manifest
+from cde_core.data.manifest import PairRecord, write_manifest
 from cde_core.data.splits import assign_splits
-from cde_core.sim.scene import stable_seed
-from cde_core.sim.tasks import TASKS, TaskCell, resolve_tasks
+from cde_core.sim.episode import (APPEARANCES, FAILURE_MODES, EpisodeSettings, EpisodeSpec, label_episode,
+                                  plan_episode, run_episode)
+from cde_core.sim.tasks import TASKS, resolve_tasks
 
+__all__ = ["EpisodeSpec", "GenerationConfig", "GenerationError", "generate", "label_episode", "plan_episodes",
+           "run_episodes", "FAILURE_MODES"]
 _LOG = logging.getLogger(__name__)
-FAILURE_MODES = ("stopped_early", "no_motion", "wrong_task")
-MOVED_M = 0.01  # the object moved less than this: the world did not change
-WRONG_TASK_STEPS = 80
-STOP_EARLY_STEPS = (10, 60)  # a stopped-early policy runs this many steps (uniform, seeded)
 EPISODES_PER_JOB = 8  # consecutive seeds of one task share a scene (and its renderer) in a worker
 
 
@@ -46,8 +46,7 @@ class GenerationConfig:
     cameras: tuple[str, ...] = ("corner3", "object")
     seeds: tuple[int, int] = (0, 20)  # [start, stop)
     size: int = 224
-    randomize_appearance: bool = True
-    camera_jitter: bool = True
+    appearance: str = "mixed"  # default | random | mixed (per episode)
     clear_hand: bool = True
     failure_fraction: float = 0.15
     max_steps: int = 500
@@ -69,14 +68,12 @@ class GenerationConfig:
             raise GenerationError(f"failure fraction {self.failure_fraction} not in [0, 1]")
         if self.workers < 1 or self.folds < 1:
             raise GenerationError(f"workers ({self.workers}) and folds ({self.folds}) must be >= 1")
+        if self.appearance not in APPEARANCES + ("mixed",):
+            raise GenerationError(f"appearance {self.appearance!r} not in {APPEARANCES + ('mixed',)}")
 
-
-@dataclass
-class EpisodeSpec:
-    task: str
-    seed: int
-    failure: str | None = None  # one of FAILURE_MODES, or None for the commanded task run to success
-    other_task: str | None = None  # the task whose policy runs in a wrong_task episode
+    @property
+    def settings(self) -> EpisodeSettings:
+        return EpisodeSettings(max_steps=self.max_steps, settle_steps=self.settle_steps, clear_hand=self.clear_hand)
 
 
 @dataclass
@@ -90,74 +87,34 @@ class EpisodeResult:
 
 
 def plan_episodes(config: GenerationConfig) -> list[EpisodeSpec]:
-    """Which (task, seed) pairs become failed episodes, decided per (task, seed) (deterministic)."""
-    tasks = resolve_tasks(config.tasks)
-    specs: list[EpisodeSpec] = []
-    for task in tasks:
-        for seed in range(*config.seeds):
-            rng = np.random.default_rng(stable_seed("plan", task, seed))
-            failure, other = None, None
-            if TASKS[task].action != NO_CHANGE and rng.random() < config.failure_fraction:
-                failure = FAILURE_MODES[int(rng.integers(len(FAILURE_MODES)))]
-                if failure == "wrong_task":
-                    others = sorted(t for t in TASKS if TASKS[t].object != TASKS[task].object)
-                    other = others[int(rng.integers(len(others)))]
-            specs.append(EpisodeSpec(task, seed, failure, other))
-    return specs
-
-
-def label_episode(cell: TaskCell, failure: str | None, success: bool,
-                  moved_m: float) -> tuple[str, str, bool] | None:
-    """(action, kind, effect_happened) for an episode's outcome, or None when no honest label exists."""
-    if cell.action == NO_CHANGE:
-        return (NO_CHANGE, "no_change", False) if moved_m < MOVED_M else None  # a reach that moved things
-    if failure is None and success:
-        return cell.action, "effect", True
-    if moved_m < MOVED_M:
-        return NO_CHANGE, "failed", False
-    if failure == "wrong_task":
-        return None  # another task's motion changed the object in a way we have no verb for
-    return cell.action, "failed", False  # a partial effect of the commanded action
+    """Which (task, seed) pairs become failed episodes, and their look, decided per (task, seed)."""
+    return [plan_episode(task, seed, config.failure_fraction, config.appearance)
+            for task in resolve_tasks(config.tasks) for seed in range(*config.seeds)]
 
 
 def _run_one(scene: Any, spec: EpisodeSpec, config: GenerationConfig, out: Path) -> EpisodeResult:
     from PIL import Image
 
-    from cde_core.sim.scene import scripted_policy
-
-    scene.reset(spec.seed)
-    cell = TASKS[spec.task]
-    before = {cam: scene.render(cam) for cam in config.cameras}
-    start = scene.object_position
-    if spec.failure is None:
-        scene.run_policy(config.max_steps)
-    elif spec.failure == "stopped_early":
-        scene.run_policy(int(scene.rng.integers(*STOP_EARLY_STEPS)))
-    elif spec.failure == "wrong_task":
-        other = scripted_policy(spec.other_task or spec.task)
-        for _ in range(WRONG_TASK_STEPS):
-            scene.step(scene.policy_action(other))
-    for _ in range(config.settle_steps):  # no_motion: only these
-        scene.hold()
-    if config.clear_hand:
-        scene.move_hand_clear()
-    moved = float(np.linalg.norm(scene.object_position - start))
-    result = EpisodeResult(spec, success=scene.success, moved_m=moved, steps=scene.steps)
-    label = label_episode(cell, spec.failure, scene.success, moved)
-    if label is None:
-        result.dropped = f"object moved {moved:.3f} m with no honest label ({spec.failure or 'reach'})"
+    outcome = run_episode(scene, spec, config.settings)
+    result = EpisodeResult(spec, success=outcome.success, moved_m=outcome.moved_m, steps=outcome.steps)
+    if outcome.label is None:
+        result.dropped = f"object moved {outcome.moved_m:.3f} m with no honest label ({spec.failure or 'reach'})"
         _LOG.info("dropping %s seed %d: %s", spec.task, spec.seed, result.dropped)
         return result
-    action, kind, happened = label
+    assert outcome.before is not None and outcome.after is not None
+    cell = TASKS[spec.task]
+    action, kind, happened = outcome.label
     for cam in config.cameras:
         pid = f"{spec.task}-s{spec.seed:04d}-{cam}"
-        paths = {"before": f"images/{pid}_before.png", "after": f"images/{pid}_after.png"}
-        Image.fromarray(before[cam]).save(out / paths["before"])
-        Image.fromarray(scene.render(cam)).save(out / paths["after"])
+        paths = {name: f"images/{pid}_{name}.png" for name in ("before", "after", "before_mask", "after_mask")}
+        for frame in (outcome.before, outcome.after):
+            Image.fromarray(frame.rgb[cam]).save(out / paths[frame.phase])
+            Image.fromarray(frame.mask[cam]).save(out / paths[f"{frame.phase}_mask"])
         result.records.append(PairRecord(
             id=pid, before=paths["before"], after=paths["after"], action=action, object=cell.object,
             antonym=cell.antonym if action == cell.action else None, commanded_action=cell.action,
-            effect_happened=happened, kind=kind, source="metaworld", task=spec.task, seed=spec.seed, camera=cam))
+            effect_happened=happened, kind=kind, source="metaworld", task=spec.task, seed=spec.seed, camera=cam,
+            before_mask=paths["before_mask"], after_mask=paths["after_mask"], appearance=spec.appearance))
     return result
 
 
@@ -170,7 +127,7 @@ def run_episodes(specs: list[EpisodeSpec], config: GenerationConfig, out: str | 
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     scene = MetaWorldScene(SceneConfig(specs[0].task, specs[0].seed, tuple(config.cameras), config.size,
-                                       config.randomize_appearance, config.camera_jitter, config.max_steps))
+                                       max_steps=config.max_steps))
     try:
         results = []
         for spec in specs:
@@ -238,6 +195,7 @@ def generate(config: GenerationConfig, out: str | Path, progress: bool = True) -
                                      and r.records[0].kind == "failed"),
         "dropped": {f"{r.spec.task}-s{r.spec.seed:04d}": r.dropped for r in results if r.dropped},
         "kinds": {k: sum(r.kind == k for r in records) for k in ("effect", "failed", "no_change")},
+        "appearances": {a: sum(r.spec.appearance == a for r in results) for a in APPEARANCES},
         "splits": summary,
     }
     (out / "generation.json").write_text(json.dumps(meta, indent=2))

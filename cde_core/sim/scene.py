@@ -25,6 +25,8 @@ _OBJECT_CAMERA_RE = re.compile(r"^object(?:_az(?P<az>-?\d+(?:\.\d+)?))?(?:_el(?P
 OBJECT_CAMERA_DEFAULTS = {"az": 135.0, "el": -35.0, "d": 0.75}
 # Where move_hand_clear parks the hand: up and back towards the robot base, out of the workspace.
 CLEAR_HAND_POSITION = (0.0, 0.45, 0.45)
+# The Sawyer's root body in Meta-World's XML: its body tree is the whole robot (pedestal, arm, gripper).
+ROBOT_ROOT_BODY = "base"
 
 
 def _load_triton_before_mesa() -> None:
@@ -113,6 +115,9 @@ class MetaWorldScene:
         self.env = env
         self.policy = scripted_policy(config.task)
         self._renderer = mujoco.Renderer(env.model, config.size, config.size)
+        self._segmenter: Any | None = None  # a second renderer in segmentation mode, made on first use
+        root = env.model.body(ROBOT_ROOT_BODY).id
+        self._robot_geoms = np.flatnonzero(env.model.body_rootid[env.model.geom_bodyid] == root)
         self._option = mujoco.MjvOption()
         self._option.sitegroup[:] = 0  # hide goal and end-effector markers
         model = env.model
@@ -125,14 +130,20 @@ class MetaWorldScene:
         self._cameras: dict[str, Any] = {}
         self.reset()
 
-    def reset(self, seed: int | None = None) -> np.ndarray:
-        """Start the episode of `seed` (default: the current one) in this scene.
+    def reset(self, seed: int | None = None, randomize_appearance: bool | None = None,
+              camera_jitter: bool | None = None) -> np.ndarray:
+        """Start the episode of `seed` (default: the current one) in this scene, optionally with another
+        look (randomised colours/lights, camera jitter; None keeps the current setting).
 
-        The same seed gives the same positions, colours, cameras and pixels whether the scene is fresh or
-        reused; reusing saves building the renderer (~0.3 s, more than an episode's simulation).
+        The same seed and look give the same positions, colours, cameras and pixels whether the scene is
+        fresh or reused; reusing saves building the renderer (~0.3 s, more than an episode's simulation).
         """
         if seed is not None:
             self.config.seed = int(seed)
+        if randomize_appearance is not None:
+            self.config.randomize_appearance = bool(randomize_appearance)
+        if camera_jitter is not None:
+            self.config.camera_jitter = bool(camera_jitter)
         self.env.seed(self.config.seed)
         self.rng = np.random.default_rng(stable_seed("scene", self.config.task, self.config.seed))
         self.obs, _ = self.env.reset()
@@ -194,6 +205,32 @@ class MetaWorldScene:
             image = image[::-1, ::-1]  # these cameras are mounted upside down in Meta-World's XML
         return np.ascontiguousarray(image)
 
+    def render_robot_mask(self, camera: str | None = None, dilate: int = 1) -> np.ndarray:
+        """HxW uint8 robot self-mask of the current state (255 = a pixel of the robot), aligned with
+        `render(camera)`: what a real robot's self-filter renders from its URDF and joint states.
+
+        The robot is every geom in the body tree of ROBOT_ROOT_BODY (arm, gripper, pedestal). MuJoCo's
+        segmentation pass labels ~1 % of the arm's pixels as the wall or floor behind them
+        (ENVIRONMENT.md), so the mask is dilated by `dilate` pixels (a 3x3 maximum per pixel)."""
+        name = camera or self.config.cameras[0]
+        if name not in self._cameras:
+            raise SceneError(f"camera {name!r} not configured for this scene ({list(self._cameras)})")
+        if self._segmenter is None:
+            self._segmenter = self._mujoco.Renderer(self.env.model, self.config.size, self.config.size)
+            self._segmenter.enable_segmentation_rendering()
+        self._segmenter.update_scene(self.env.data, camera=self._cameras[name], scene_option=self._option)
+        seg = self._segmenter.render()
+        robot = np.isin(seg[..., 0], self._robot_geoms) & (seg[..., 1] == int(self._mujoco.mjtObj.mjOBJ_GEOM))
+        for _ in range(max(0, int(dilate))):
+            padded = np.pad(robot, 1)
+            robot = np.zeros_like(robot)
+            for dy in range(3):
+                for dx in range(3):
+                    robot |= padded[dy:dy + robot.shape[0], dx:dx + robot.shape[1]]
+        if name in CORNER_CAMERAS:
+            robot = robot[::-1, ::-1]
+        return np.ascontiguousarray(robot.astype(np.uint8) * 255)
+
     def policy_action(self, policy: Any | None = None) -> np.ndarray:
         """What the (given or own) scripted policy does next from the current observation."""
         return np.asarray((policy or self.policy).get_action(self.obs), dtype=np.float64)
@@ -238,6 +275,8 @@ class MetaWorldScene:
 
     def close(self) -> None:
         self._renderer.close()
+        if self._segmenter is not None:
+            self._segmenter.close()
         self.env.close()
 
     def __enter__(self) -> "MetaWorldScene":

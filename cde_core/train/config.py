@@ -33,6 +33,9 @@ class DataConfig:
     root: str = ""
     split: str = "iid_0"
     cache: bool = True
+    # "none" | "union": take the robot out of each pair with its masks (cde_core/robot_mask.py); the mode is
+    # stored in the checkpoint's preprocessing, so every runtime and the node apply the same rule.
+    robot_mask: str = "none"
 
 
 @dataclass
@@ -148,7 +151,8 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 def _validate(config: TrainConfig) -> None:
     choices = {"precision": (config.precision, PRECISIONS), "device": (config.device, DEVICES),
                "optim.schedule": (config.optim.schedule, SCHEDULES),
-               "loss.l1_reduction": (config.loss.l1_reduction, ("sum", "mean"))}
+               "loss.l1_reduction": (config.loss.l1_reduction, ("sum", "mean")),
+               "data.robot_mask": (config.data.robot_mask, ("none", "union"))}
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise ConfigError(f"{key}: {value!r} is not one of {allowed}")

@@ -57,8 +57,8 @@ class _TrainStep(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, before: torch.Tensor, after: torch.Tensor) -> dict[str, Any]:
-        return self.model.forward_train(before, after)
+    def forward(self, before: torch.Tensor, after: torch.Tensor, patch_valid: torch.Tensor) -> dict[str, Any]:
+        return self.model.forward_train(before, after, patch_valid)
 
 
 def seed_everything(seed: int) -> None:
@@ -135,10 +135,11 @@ class Trainer:
             mc.num_objects = len(self.objects)
         if mc.name == "sms":
             mc.action_blocks = action_blocks(self.class_names, self.records)
-        self.preprocessing = Preprocessing(img_size=mc.img_size)
+        self.preprocessing = Preprocessing(img_size=mc.img_size, robot_mask=config.data.robot_mask)
         self.model = model_from_config(mc).to(self.device)
         self.datasets = {role: PairDataset(root, recs, self.class_names, self.objects, self.preprocessing,
-                                           cache=config.data.cache) for role, recs in self.roles.items()}
+                                           cache=config.data.cache, grid=self.model.grid_size)
+                         for role, recs in self.roles.items()}
         self.criterion = PairCriterion(copy.copy(config.loss))
         if not mc.name.startswith("cde") and (config.loss.contrast > 0 or config.loss.sparsity > 0):
             _LOG.warning("loss.contrast/loss.sparsity act on CDE deltas only; %s trains without them", mc.name)
@@ -215,7 +216,7 @@ class Trainer:
             sums: dict[str, float] = {}
             batches = 0
             epoch_start = time.perf_counter()
-            for before, after, labels, objects in loader:
+            for before, after, labels, objects, patch_valid in loader:
                 if step >= total_steps:
                     break
                 factor = lr_factor(step, total_steps, cfg.optim.warmup_steps, cfg.optim.schedule)
@@ -225,7 +226,7 @@ class Trainer:
                 before, after = before.to(self.device), after.to(self.device)
                 labels, objects = labels.to(self.device), objects.to(self.device)
                 with autocast_context(cfg.precision, self.device):
-                    out = step_module(before, after)
+                    out = step_module(before, after, patch_valid.to(self.device))
                 loss, parts = self.criterion(out, labels, objects, self.model)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"non-finite loss at step {step}: {parts}; lower optim.lr or "
