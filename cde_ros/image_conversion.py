@@ -76,19 +76,92 @@ def image_to_rgb(width: int, height: int, encoding: str, step: int, is_bigendian
     return np.repeat(gray[:, :, None], 3, axis=2)
 
 
-def compressed_to_rgb(fmt: str, data: Any) -> np.ndarray:
-    """JPEG/PNG (what image_transport's compressed plugin publishes) -> RGB."""
-    from PIL import Image, UnidentifiedImageError
+def declared_size(data: bytes) -> tuple[str, int, int] | None:
+    """(format, width, height) as a PNG, JPEG or Netpbm (PPM/PGM/PBM) header declares it, read from the bytes
+    without decoding, so a decompression bomb is refused before any image library allocates for it.
+    None when the header is not one of these or does not parse (the decoder then says what is wrong)."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
+        return "PNG", int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:2] == b"\xff\xd8":
+        return _jpeg_size(data)
+    if len(data) >= 2 and data[:1] == b"P" and data[1:2] in b"123456":
+        return _netpbm_size(data)
+    return None
 
+
+def _jpeg_size(data: bytes) -> tuple[str, int, int] | None:
+    """The frame size from the first SOFn segment (the markers that carry it: C0-CF but DHT, JPG, DAC)."""
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # standalone markers carry no length
+            pos += 2
+            continue
+        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            if pos + 9 > len(data):
+                return None
+            return "JPEG", int.from_bytes(data[pos + 7:pos + 9], "big"), int.from_bytes(data[pos + 5:pos + 7], "big")
+        if marker == 0xDA or length < 2:  # scan data before any frame header: not a JPEG we can size
+            return None
+        pos += 2 + length
+    return None
+
+
+def _netpbm_size(data: bytes) -> tuple[str, int, int] | None:
+    """Width and height: the two whitespace-separated tokens after the magic, '#' comments skipped."""
+    tokens: list[int] = []
+    for line in data[2:512].split(b"\n"):
+        for token in line.split(b"#", 1)[0].split():
+            if not token.isdigit():
+                return None
+            tokens.append(int(token))
+            if len(tokens) == 2:
+                return "PPM", tokens[0], tokens[1]
+    return None
+
+
+def compressed_to_rgb(fmt: str, data: Any) -> np.ndarray:
+    """JPEG/PNG (what image_transport's compressed plugin publishes; other formats PIL reads also work) -> RGB.
+
+    Every failure is an ImageConversionError: PIL's decoders raise far more than OSError (ValueError for a bad
+    PPM maxval, DecompressionBombError, struct.error, ...), and a caller that catches only ours must never be
+    taken down by a frame off the wire."""
+    from PIL import Image
+
+    label = fmt or "no format"
     if not data:
-        raise ImageConversionError(f"compressed image ({fmt or 'no format'}) has no data")
+        raise ImageConversionError(f"compressed image ({label}) has no data")
+    raw = bytes(data)
+    declared = declared_size(raw)
+    if declared is not None:
+        kind, width, height = declared
+        if width * height > MAX_PIXELS:
+            raise ImageConversionError(
+                f"compressed image ({label}): its {kind} header declares {width}x{height} = {width * height} "
+                f"pixels, over the limit of {MAX_PIXELS} pixels (a decompression bomb?); refused before decoding")
     try:
-        with Image.open(io.BytesIO(bytes(data))) as img:
+        with Image.open(io.BytesIO(raw)) as img:  # reads the header only; pixels are decoded by convert()
+            if img.width <= 0 or img.height <= 0:
+                raise ImageConversionError(f"compressed image ({label}) has no pixels ({img.width}x{img.height})")
             if img.width * img.height > MAX_PIXELS:
-                raise ImageConversionError(f"compressed image {img.width}x{img.height} exceeds {MAX_PIXELS} pixels")
+                raise ImageConversionError(
+                    f"compressed image ({label}): its {img.format} header declares {img.width}x{img.height} = "
+                    f"{img.width * img.height} pixels, over the limit of {MAX_PIXELS} pixels; refused before decoding")
             return np.asarray(img.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise ImageConversionError(f"compressed image ({fmt or 'no format'}) does not decode: {exc}") from exc
+    except ImageConversionError:
+        raise
+    except Image.DecompressionBombError as exc:  # a format declared_size does not read; PIL's own bound hit
+        raise ImageConversionError(f"compressed image ({label}) refused before decoding: {exc} "
+                                   f"(this module's limit: {MAX_PIXELS} pixels)") from exc
+    except Exception as exc:  # noqa: BLE001 - PIL's plugins raise ValueError, struct.error, IndexError, ...
+        raise ImageConversionError(f"compressed image ({label}) does not decode: "
+                                   f"{type(exc).__name__}: {exc}") from exc
 
 
 def rgb_to_image_fields(rgb: np.ndarray) -> dict:

@@ -71,7 +71,7 @@ def _encoded(fmt: str, width: int, height: int, seed: int) -> bytes:
 
 
 @settings(max_examples=300, deadline=None)
-@given(fmt=st.sampled_from(["PNG", "JPEG"]), width=st.integers(1, 24), height=st.integers(1, 24),
+@given(fmt=st.sampled_from(["PNG", "JPEG", "PPM"]), width=st.integers(1, 24), height=st.integers(1, 24),
        seed=st.integers(0, 2**31 - 1), cut=st.floats(0.0, 1.0), flips=st.lists(st.integers(0, 10_000), max_size=4),
        label=st.sampled_from(["jpeg", "png", "rgb8; jpeg compressed bgr8", "", "tiff"]))
 def test_truncated_or_corrupted_compressed_images_decode_or_say_why(fmt: str, width: int, height: int, seed: int,
@@ -99,6 +99,47 @@ def test_random_bytes_as_compressed_images(data: bytes, label: str) -> None:
         assert str(exc)
         return
     assert rgb.dtype == np.uint8 and rgb.shape[2] == 3
+
+
+IMAGE_MAGIC = [b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", b"\xff\xd8\xff", b"\xff\xd8\xff\xc0\x00\x11\x08", b"P6\n",
+               b"P5 ", b"P4\n", b"P3\n", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*", b"RIFF"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(magic=st.sampled_from(IMAGE_MAGIC), body=st.binary(max_size=400), label=st.sampled_from(["png", "jpeg", ""]))
+def test_random_bytes_behind_an_image_header_decode_or_say_why(magic: bytes, body: bytes, label: str) -> None:
+    """Random bytes after a real format's magic reach its decoder's header parser (a malformed PPM header raised
+    ValueError, a huge declared size PIL's DecompressionBombError): a result or our error, nothing else."""
+    try:
+        rgb = message_to_rgb(sensor_msgs.CompressedImage(format=label, data=magic + body))
+    except ImageConversionError as exc:
+        assert "compressed image" in str(exc)
+        return
+    assert rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3 and rgb.size <= 3 * MAX_PIXELS
+
+
+@settings(max_examples=200, deadline=None)
+@given(width=st.integers(0, 2**32 - 1), height=st.integers(0, 2**32 - 1), fmt=st.sampled_from(["PNG", "PPM", "JPEG"]))
+def test_any_declared_size_is_refused_before_decoding_when_over_the_bound(width: int, height: int, fmt: str) -> None:
+    """A header's declared size, however large, never reaches the decoder when over MAX_PIXELS."""
+    import struct
+    import zlib
+
+    if fmt == "PNG":
+        ihdr = b"IHDR" + struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+        data = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + ihdr + struct.pack(">I", zlib.crc32(ihdr))
+    elif fmt == "PPM":
+        data = f"P6\n{width} {height}\n255\n".encode() + b"\0" * 12
+    else:
+        width, height = width % 65536, height % 65536  # JPEG sizes are 16-bit
+        data = b"\xff\xd8\xff\xc0" + struct.pack(">HBHHB", 11, 8, height, width, 1) + b"\x01\x11\x00\xff\xd9"
+    try:
+        rgb = message_to_rgb(sensor_msgs.CompressedImage(format=fmt.lower(), data=data))
+    except ImageConversionError as exc:
+        if width * height > MAX_PIXELS:
+            assert "refused before decoding" in str(exc) and f"{width}x{height}" in str(exc)
+        return
+    assert width * height <= MAX_PIXELS and rgb.shape == (height, width, 3)
 
 
 command_ids = st.sampled_from(["a", "b", "c", "", "a" * 300, "ü/ñ", "dup"])

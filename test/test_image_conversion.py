@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -11,8 +13,9 @@ from hypothesis import strategies as st
 from array import array
 from types import SimpleNamespace
 
-from cde_ros.image_conversion import (ENCODINGS, ImageConversionError, compressed_to_rgb, image_to_rgb,
-                                      _ros2_cv_bridge, message_to_rgb, rgb_to_image_fields)
+from cde_ros.image_conversion import (ENCODINGS, MAX_PIXELS, ImageConversionError, compressed_to_rgb,
+                                      declared_size, image_to_rgb, _ros2_cv_bridge, message_to_rgb,
+                                      rgb_to_image_fields)
 
 RGB_ORDER = {"rgb8": [0, 1, 2], "bgr8": [2, 1, 0], "rgba8": [0, 1, 2, 3], "bgra8": [2, 1, 0, 3]}
 
@@ -170,3 +173,68 @@ def test_message_to_rgb_dispatches_on_message_fields() -> None:
 
 def test_conversion_error_is_a_value_error() -> None:
     assert issubclass(ImageConversionError, ValueError)
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def bomb_png(width: int = 20000, height: int = 20000) -> bytes:
+    """A valid PNG stream whose IHDR declares width x height rgb8 while carrying a few bytes of pixels: what a
+    decompression bomb looks like to the header reader (issue 13's attack frame)."""
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + _png_chunk(b"IDAT", zlib.compress(b"\0" * 64)) + _png_chunk(b"IEND", b""))
+
+
+def bomb_jpeg(width: int = 60000, height: int = 60000) -> bytes:
+    """SOI, a baseline frame header declaring width x height, EOI."""
+    sof = b"\xff\xc0" + struct.pack(">HBHHB", 11, 8, height, width, 1) + b"\x01\x11\x00"
+    return b"\xff\xd8" + sof + b"\xff\xd9"
+
+
+MALFORMED_PPM = {  # PIL raised ValueError (not OSError) for each of these before issue 13's fix
+    "maxval 0": b"P6\n4 4\n0\n" + b"\0" * 48,
+    "maxval over 16 bits": b"P6\n4 4\n70000\n" + b"\0" * 96,
+    "non-numeric size": b"P6 x y 255\n" + b"\0" * 48,
+}
+
+
+@pytest.mark.parametrize("data, declared", [(bomb_png(), "PNG header declares 20000x20000"),
+                                            (bomb_jpeg(), "JPEG header declares 60000x60000"),
+                                            (b"P6\n30000 30000\n255\n" + b"\0" * 16, "PPM header declares 30000x30000")])
+def test_decompression_bomb_is_refused_before_decoding_with_size_and_limit(data: bytes, declared: str) -> None:
+    """PIL raised its own DecompressionBombError (not an OSError) for the 20000x20000 PNG: it escaped the node."""
+    with pytest.raises(ImageConversionError, match=declared) as info:
+        compressed_to_rgb("png", data)
+    assert f"limit of {MAX_PIXELS} pixels" in str(info.value) and "refused before decoding" in str(info.value)
+
+
+def test_bomb_in_a_format_without_our_header_reader_still_becomes_our_error() -> None:
+    """A GIF declaring 65535x65535 trips PIL's own bomb check inside Image.open; that is ours too."""
+    gif = b"GIF89a" + struct.pack("<HH", 65535, 65535) + b"\x00\x00\x00" + b",\0\0\0\0" + struct.pack(
+        "<HH", 65535, 65535) + b"\x00\x02\x02\x44\x01\x00;"
+    with pytest.raises(ImageConversionError, match=f"65535|{MAX_PIXELS}"):
+        compressed_to_rgb("gif", gif)
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED_PPM))
+def test_malformed_ppm_header_becomes_our_error(case: str) -> None:
+    with pytest.raises(ImageConversionError, match=r"compressed image \(ppm\) does not decode: ValueError"):
+        compressed_to_rgb("ppm", MALFORMED_PPM[case])
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "PPM"])
+def test_declared_size_reads_real_headers(fmt: str) -> None:
+    from PIL import Image
+
+    rgb = np.random.default_rng(3).integers(0, 256, (13, 29, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format=fmt)
+    assert declared_size(buf.getvalue()) == (fmt, 29, 13)
+    assert compressed_to_rgb(fmt.lower(), buf.getvalue()).shape == (13, 29, 3)
+
+
+def test_declared_size_ignores_what_it_cannot_read() -> None:
+    assert declared_size(b"") is None and declared_size(b"GIF89a") is None
+    assert declared_size(b"P6\n# a comment 9 9\n7 5\n255\n") == ("PPM", 7, 5)
+    assert declared_size(b"P6\n-4 4\n") is None and declared_size(b"\xff\xd8\xff\xda\x00\x02") is None
