@@ -74,6 +74,97 @@ def test_status_tracker_many_goals_in_one_message() -> None:
     assert [e.phase for e in finished] == [Phase.ABORTED, Phase.FINISHED] * 2 + [Phase.ABORTED]
 
 
+def _goal(i: int) -> bytes:
+    return i.to_bytes(16, "big")
+
+
+def _ends(events: list) -> dict[str, list[Phase]]:
+    phases: dict[str, list[Phase]] = {}
+    for e in events:
+        phases.setdefault(e.command_id, []).append(e.phase)
+    return phases
+
+
+def test_status_tracker_goals_kept_listed_after_they_end_are_answered_once_each() -> None:
+    """Issue 13: action servers list finished goals until their result expires. 300 goals one after another,
+    each kept listed: with 256 remembered, the old tracker forgot listed goals, which came back as new
+    (14,690 verdicts for 300 goals, one answered 57 times, 16 never)."""
+    tracker = GoalStatusTracker("/arm/open", "open", since_ns=1)
+    listing: list[tuple[bytes, int, int]] = []  # what the server still holds: every goal so far
+    events = []
+    now = 10
+    for i in range(300):
+        accept = now
+        for status in (ACCEPTED, STATUS_EXECUTING, STATUS_SUCCEEDED):
+            now += 1
+            events += tracker.update(listing + [(_goal(i), status, accept)], now_ns=now)
+        listing.append((_goal(i), STATUS_SUCCEEDED, accept))
+        assert tracker.tracked_count() <= 256
+    for _ in range(3):  # the server keeps publishing the full list: nothing new
+        now += 1
+        assert tracker.update(listing, now_ns=now) == []
+    phases = _ends(events)
+    assert len(phases) == 300 and all(p == [Phase.STARTED, Phase.FINISHED] for p in phases.values())
+    assert tracker.overflow == 300 - 256  # each goal past the bound let the oldest finished one go, counted
+
+
+def test_status_tracker_forgets_a_goal_only_when_the_server_stops_listing_it() -> None:
+    tracker = GoalStatusTracker("/arm/open", "open", max_goals=4)
+    done = [(_goal(i), STATUS_SUCCEEDED, 10 + i) for i in range(3)]
+    assert len(tracker.update(done, now_ns=20)) == 6
+    assert tracker.update(done, now_ns=21) == [] and tracker.tracked_count() == 3
+    assert tracker.update(done[1:], now_ns=22) == [] and tracker.tracked_count() == 2  # goal 0's result expired
+    assert tracker.update([], now_ns=23) == [] and tracker.tracked_count() == 0
+    assert tracker.overflow == 0
+
+
+def test_status_tracker_full_of_running_goals_counts_and_never_answers_the_untracked_one() -> None:
+    """More goals running at once than max_goals: the extra one is not tracked, counted, and when it ends it is
+    not taken for a new goal (no start/end pair out of nowhere), while the tracked ones are answered."""
+    tracker = GoalStatusTracker("/arm/open", "open", max_goals=2)
+    running = [(_goal(i), STATUS_EXECUTING, 10 + i) for i in range(3)]
+    started = tracker.update(running, now_ns=20)
+    assert [e.command_id for e in started] == [tracker.command_id(_goal(0)), tracker.command_id(_goal(1))]
+    assert tracker.overflow == 1 and tracker.tracked_count() == 2
+    assert tracker.update(running, now_ns=21) == [] and tracker.overflow == 1  # counted once, not per message
+    ended = tracker.update([(_goal(i), STATUS_SUCCEEDED, 10 + i) for i in range(3)], now_ns=30)
+    assert _ends(ended) == {tracker.command_id(_goal(i)): [Phase.FINISHED] for i in range(2)}
+    assert tracker.update([(_goal(2), STATUS_SUCCEEDED, 12)], now_ns=31) == []  # room now, still not new
+    fresh = tracker.update([(_goal(2), STATUS_SUCCEEDED, 12), (_goal(3), STATUS_EXECUTING, 40)], now_ns=41)
+    assert [(e.command_id, e.phase) for e in fresh] == [(tracker.command_id(_goal(3)), Phase.STARTED)]
+
+
+def test_status_tracker_rejects_a_bound_below_one() -> None:
+    with pytest.raises(ValueError, match="max_goals"):
+        GoalStatusTracker("/arm/open", "open", max_goals=0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 6), st.integers(1, 8), st.sampled_from(
+    [STATUS_SUCCEEDED, STATUS_ABORTED, STATUS_CANCELED])), min_size=1, max_size=25),
+    st.integers(1, 8), st.integers(1, 30))
+def test_status_tracker_answers_every_goal_at_most_once(goals: list[tuple[int, int, int]], max_goals: int,
+                                                        expiry: int) -> None:
+    """Server-like listings (goal i accepted at step 10 i + delay, runs `duration` steps, ends, stays listed `expiry`
+    steps): never a second STARTED or end, an end only after a STARTED, memory within max_goals, and
+    every goal answered exactly once when the bound is never exceeded."""
+    tracker = GoalStatusTracker("/arm/open", "open", max_goals=max_goals)
+    events = []
+    for step in range(10 * len(goals) + 50):  # the last goal ends (delay + duration < 15) and expires
+        listing = []
+        for i, (delay, duration, end) in enumerate(goals):
+            accepted = 10 * i + delay
+            if accepted <= step < accepted + duration + expiry:
+                listing.append((_goal(i), ACCEPTED if step == accepted else
+                                STATUS_EXECUTING if step < accepted + duration else end, accepted + 1))
+        events += tracker.update(listing, now_ns=step + 1)
+        assert tracker.tracked_count() <= max_goals
+    for phases in _ends(events).values():
+        assert phases in ([Phase.STARTED], [Phase.STARTED, Phase.FINISHED], [Phase.STARTED, Phase.ABORTED])
+    if tracker.overflow == 0:
+        assert len(_ends(events)) == len(goals) and all(len(p) == 2 for p in _ends(events).values())
+
+
 def test_tracker_pairs_and_rejects() -> None:
     tracker = CommandTracker()
     start = event_from_command("c1", "open", "", 0, 10)
