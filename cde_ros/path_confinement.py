@@ -8,7 +8,9 @@ recording directory could make the node write bags over files it can reach. So e
 
 Both sides are resolved with os.path.realpath (after `~` expansion) before comparing: `..` and symbolic
 links cannot lead out of an allowed directory, and a link re-pointed after the check is caught when the
-node checks again right before it opens the file. Allow-list entries:
+node checks again right before it opens the file. A model is every file it consists of: an ONNX index names
+its graphs, and each of them must resolve inside the allow-list too (`confine_model_files`), or an index
+inside it could load a graph linked from anywhere. Allow-list entries:
 - an absolute or `~` path (relative ones are taken from the node's working directory);
 - `package://<package>/<subdir>`: the package's installed share directory and, for cde_ros run from its
   source checkout, the checkout (the ROS `package://` URI convention of camera_info_url and URDF meshes);
@@ -102,3 +104,33 @@ def confine(path: str, entries: Sequence[str], parameter: str, allow_list: str,
     raise PathNotAllowedError(f"{parameter} {path!r}{shown} is outside {allow_list} {allowed}; move the file "
                               f"there, or add its directory to {allow_list} (read-only: params file or -p at "
                               "start)")
+
+
+def confine_model_files(real_model_path: str, entries: Sequence[str], allow_list: str = "allowed_model_dirs",
+                        roots_of: Callable[[str], list[Path]] = package_roots) -> list[str]:
+    """The real paths of every file the model at `real_model_path` (already confined) consists of: the file
+    itself and, for an ONNX index, each graph it names. PathNotAllowedError if any of them resolves outside the
+    allow-list: `confine` checks only the path it is given, and an index's graphs are opened by name beside it,
+    so a graph that is a symbolic link would otherwise lead anywhere.
+
+    An index that cannot be read is not a confinement question: only its own path is returned and the loader,
+    reading the same file next, says what is wrong with it."""
+    from cde_core.export.onnx_metadata import read_index
+    from cde_core.runtime.base import ModelLoadError
+
+    files = [real_model_path]
+    if Path(real_model_path).suffix != ".onnx":  # a safetensors checkpoint is one file
+        return files
+    try:
+        index = read_index(real_model_path)
+    except ModelLoadError:
+        return files
+    allowed = resolve_allowed_dirs(entries, roots_of)
+    for role, graph in index.graphs().items():
+        real = os.path.realpath(graph)
+        if not any(is_inside(real, d) for d in allowed):
+            raise PathNotAllowedError(f"model {real_model_path}: its {role} graph {graph} resolves to {real}, outside "
+                                      f"{allow_list} {allowed}; every file of the model (index and graphs) must be "
+                                      f"inside {allow_list}: copy the graph beside the index instead of linking it")
+        files.append(real)
+    return files

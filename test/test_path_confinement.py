@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from cde_ros.path_confinement import (PathNotAllowedError, confine, entry_problem, is_inside, package_roots,
-                                      resolve_allowed_dirs)
+from cde_ros.path_confinement import (PathNotAllowedError, confine, confine_model_files, entry_problem, is_inside,
+                                      package_roots, resolve_allowed_dirs)
 
 from conftest import REPO_ROOT
 
@@ -93,3 +93,58 @@ def test_package_entries_resolve_to_share_and_checkout(tree: Path) -> None:
     assert confine(str(REPO_ROOT / "models" / "demo" / "cde_demo.safetensors"), ["package://cde_ros/models"],
                    "model_path", "allowed_model_dirs")
     assert package_roots("no_such_package_here") == []
+
+
+def _export_layout(directory: Path, with_pair: bool = False) -> Path:
+    """An index and its graph files as `cde export onnx` lays them out (graph contents do not matter here)."""
+    from cde_core.export.onnx_metadata import write_index
+
+    directory.mkdir(parents=True, exist_ok=True)
+    graphs = {role: directory / f"m.{role}.onnx" for role in ("encoder", "head", "pair")}
+    for graph in graphs.values():
+        graph.write_bytes(b"graph")
+    return write_index(directory / "m.onnx", graphs["encoder"], graphs["head"], graphs["pair"] if with_pair else None,
+                       17, "export-1", "test")
+
+
+def test_model_files_of_an_index_inside_are_the_index_and_its_graphs(tree: Path) -> None:
+    index = _export_layout(tree / "models" / "export", with_pair=True)
+    real = confine(str(index), _allowed(tree), "model_path", "allowed_model_dirs")
+    assert confine_model_files(real, _allowed(tree)) == [
+        os.path.realpath(index.parent / name) for name in ("m.onnx", "m.encoder.onnx", "m.head.onnx", "m.pair.onnx")]
+
+
+@pytest.mark.parametrize("role", ["encoder", "head", "pair"])
+def test_a_graph_linked_from_outside_is_refused_although_the_index_is_inside(tree: Path, role: str) -> None:
+    """Issue 13: the index inside allowed_model_dirs passed `confine`, its encoder was a link to a file outside,
+    and the node activated it."""
+    index = _export_layout(tree / "models" / "export", with_pair=True)
+    graph = index.parent / f"m.{role}.onnx"
+    graph.unlink()
+    (tree / "outside" / f"planted.{role}.onnx").write_bytes(b"graph")
+    graph.symlink_to(tree / "outside" / f"planted.{role}.onnx")
+    real = confine(str(index), _allowed(tree), "model_path", "allowed_model_dirs")  # the index alone passes
+    with pytest.raises(PathNotAllowedError, match=rf"its {role} graph .*m\.{role}\.onnx resolves to "
+                                                  rf".*outside.planted\.{role}\.onnx, outside allowed_model_dirs"):
+        confine_model_files(real, _allowed(tree))
+
+
+def test_graphs_linked_into_another_allowed_directory_are_fine(tree: Path) -> None:
+    index = _export_layout(tree / "models" / "export")
+    (tree / "shared").mkdir()
+    (index.parent / "m.encoder.onnx").rename(tree / "shared" / "m.encoder.onnx")
+    (index.parent / "m.encoder.onnx").symlink_to(tree / "shared" / "m.encoder.onnx")
+    files = confine_model_files(str(index), [str(tree / "models"), str(tree / "shared")])
+    assert files[1] == os.path.realpath(tree / "shared" / "m.encoder.onnx")
+    with pytest.raises(PathNotAllowedError, match="encoder graph"):
+        confine_model_files(str(index), [str(tree / "models")])
+
+
+def test_a_checkpoint_or_an_unreadable_index_is_just_itself(tree: Path) -> None:
+    """A safetensors checkpoint is one file; a garbage index is left to the loader, which says what is wrong."""
+    checkpoint = tree / "models" / "m.safetensors"
+    checkpoint.write_bytes(b"x")
+    assert confine_model_files(str(checkpoint), _allowed(tree)) == [str(checkpoint)]
+    garbage = tree / "models" / "garbage.onnx"
+    garbage.write_text("not json")
+    assert confine_model_files(str(garbage), _allowed(tree)) == [str(garbage)]
