@@ -6,6 +6,10 @@ own measurement, from /diagnostics), frames dropped by its buffer, FINISHED -> E
 latency (median, p99, and per minute), lost verifications, and the node's resident memory at start
 and end. Used as the node part of `cde bench` and as the soak test (`--seconds 600`).
 
+The node's own log is kept beside the JSON (`<out>.node.log`, e.g. `soak.node.log` for `soak.json`) and a node
+that exits before the end is reported as such (`node_exit`: exit code or signal, when, and its last log lines),
+so a run that loses verifications says why.
+
     python bench/node_load.py --seconds 60 --model models/demo/cde_demo.safetensors --out runs/bench/node_load.json
 """
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import signal
 import sys
 import time
 from pathlib import Path
@@ -27,10 +32,39 @@ S = 1_000_000_000
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    """Resident memory of a live process; NaN once it has exited (a zombie has no VmRSS, a reaped one no /proc)."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return float("nan")
+    for line in lines:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def node_log_path(out: Path | None, work: Path) -> Path:
+    """Where the node's log goes: beside the JSON, named after it, so every run keeps its own."""
+    return out.with_name(out.stem + ".node.log") if out else work / "node_load_node.log"
+
+
+def node_exit_report(returncode: int | None, after_s: float | None = None, log: Path | None = None,
+                     tail_lines: int = 30) -> dict | None:
+    """What the JSON says about a node that exited before the run ended (None: it was still running).
+
+    Popen's returncode is the exit code, or minus the signal number for a node killed by a signal."""
+    if returncode is None:
+        return None
+    report: dict = {"code": returncode if returncode >= 0 else None,
+                    "signal": signal.Signals(-returncode).name if returncode < 0 else None,
+                    "after_s": None if after_s is None else round(after_s, 1)}
+    if log is not None:
+        report["log"] = str(log)
+        try:
+            report["log_tail"] = log.read_text(errors="replace").splitlines()[-tail_lines:]
+        except OSError as exc:
+            report["log_tail"] = [f"(log unreadable: {exc})"]
+    return report
 
 
 def run(model: Path, seconds: float, rate_hz: float, command_period: float, width: int, height: int,
@@ -47,11 +81,14 @@ def run(model: Path, seconds: float, rate_hz: float, command_period: float, widt
     work.mkdir(parents=True, exist_ok=True)
     onnx_index = ensure_onnx_export(model, work / "model") if model.suffix == ".safetensors" else model
     domain = fresh_domain()
+    log = node_log_path(out, work)
     proc = start_node("cde_ros.perception_node", domain, [
         "--params-file", str(ROOT / "config" / "perception.yaml"), "-p", f"model_path:={onnx_index}",
         "-p", f"allowed_model_dirs:={json.dumps([str(onnx_index.parent.resolve())])}",
         "-p", "buffer_seconds:=4.0", "-p", "buffer_max_mb:=512.0", "-p", "settle_time:=0.2",
-        "-r", "__node:=cde_perception"], work / "node_load_node.log")
+        "-r", "__node:=cde_perception"], log)
+    launched = time.monotonic()
+    exited_after: float | None = None
     t = TestNode("cde_load")
     reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
     image_pub = t.node.create_publisher(Image, "image", 5)
@@ -68,7 +105,7 @@ def run(model: Path, seconds: float, rate_hz: float, command_period: float, widt
         # measures leaks, not the buffer filling or the runtime's first allocations.
         warm_start = time.monotonic()
         warm_phase = 0  # 0: filling, 1: STARTED sent, 2: FINISHED sent
-        while time.monotonic() - warm_start < 30.0:
+        while time.monotonic() - warm_start < 30.0 and proc.poll() is None:
             msg = Image(height=height, width=width, encoding="rgb8", step=width * 3, data=base_frames[0])
             msg.header.stamp = t.node.get_clock().now().to_msg()
             image_pub.publish(msg)
@@ -92,6 +129,9 @@ def run(model: Path, seconds: float, rate_hz: float, command_period: float, widt
         open_cmd: tuple[str, int] | None = None
         while time.monotonic() - start < seconds:
             now = time.monotonic()
+            if proc.poll() is not None:
+                exited_after = now - launched
+                break  # nothing left to measure; the report says how it ended
             if now >= next_frame:
                 msg = Image(height=height, width=width, encoding="rgb8", step=width * 3,
                             data=base_frames[int(now * rate_hz) % len(base_frames)])
@@ -117,11 +157,15 @@ def run(model: Path, seconds: float, rate_hz: float, command_period: float, widt
                 rss_per_minute.append(round(rss_mb(proc.pid), 1))
             time.sleep(max(0.0, min(next_frame, next_command) - time.monotonic()))
         deadline = time.monotonic() + 10
-        while len(set(sent) - {v.command_id for v in verifications}) and time.monotonic() < deadline:
+        while (len(set(sent) - {v.command_id for v in verifications}) and time.monotonic() < deadline
+               and proc.poll() is None):
             for v in list(verifications):
                 received_at.setdefault(v.command_id, time.monotonic())
             time.sleep(0.05)
+        seconds_run = time.monotonic() - start
         rss_end = rss_mb(proc.pid)
+        if proc.poll() is not None and exited_after is None:
+            exited_after = time.monotonic() - launched
         for v in list(verifications):
             received_at.setdefault(v.command_id, time.monotonic())
         latencies = np.array([received_at[c] - sent[c] for c in sent if c in received_at]) * 1000
@@ -131,7 +175,7 @@ def run(model: Path, seconds: float, rate_hz: float, command_period: float, widt
             verdicts[v.verdict_name] = verdicts.get(v.verdict_name, 0) + 1
             cause = re.sub(r"load-\d+", "<id>", v.reason.split(" (")[0])[:80]
             reasons[cause] = reasons.get(cause, 0) + 1
-        last = {kv.key: kv.value for kv in diagnostics[-1].status[0].values}
+        last = {kv.key: kv.value for kv in diagnostics[-1].status[0].values} if diagnostics else {}
         per_minute = []
         for minute in range(int(np.ceil(seconds / 60))):
             window = [received_at[c] - sent[c] for c in sent if c in received_at
@@ -139,7 +183,7 @@ def run(model: Path, seconds: float, rate_hz: float, command_period: float, widt
             if window:
                 per_minute.append(round(float(np.percentile(np.array(window) * 1000, 99)), 1))
         result = {
-            "seconds": seconds, "frame_rate_hz": rate_hz, "frame_size": f"{width}x{height} rgb8",
+            "seconds": seconds, "seconds_run": round(seconds_run, 1), "frame_rate_hz": rate_hz, "frame_size": f"{width}x{height} rgb8",
             "commands_finished": len(sent), "verifications": len(set(received_at) & set(sent)),
             "lost_verifications": len(set(sent) - set(received_at)), "verdicts": verdicts,
             "reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])[:5]),
@@ -153,12 +197,15 @@ def run(model: Path, seconds: float, rate_hz: float, command_period: float, widt
             "buffer_dropped": int(last.get("buffer_dropped", 0)), "buffer_mb": float(last.get("buffer_mb", 0)),
             "rss_mb_start": round(rss_start, 1), "rss_mb_end": round(rss_end, 1),
             "rss_growth_pct": round(100 * (rss_end - rss_start) / rss_start, 2), "rss_mb_per_minute": rss_per_minute,
+            "node_log": str(log), "node_exit": None,
             "note": "latency includes settle_time 0.2 s; demo model via ONNX Runtime, 1 thread; memory from after a "
                     "warm-up that fills the buffer and verifies one command",
         }
     finally:
         t.close()
         stop_node(proc)
+    # The exit status is read after the log is flushed and closed (stop_node waited for the process).
+    result["node_exit"] = node_exit_report(proc.returncode if exited_after is not None else None, exited_after, log)
     if out:
         out.write_text(json.dumps(result, indent=2))
     return result
@@ -183,7 +230,7 @@ def main() -> int:
     result = run(args.model, args.seconds, args.rate, args.command_period, args.width, args.height, args.out)
     for key, value in result.items():
         print(f"{key:>28}: {value}")
-    return 0 if result["lost_verifications"] == 0 else 1
+    return 0 if result["lost_verifications"] == 0 and result["node_exit"] is None else 1
 
 
 if __name__ == "__main__":

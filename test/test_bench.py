@@ -53,3 +53,65 @@ def test_flop_count_includes_attention() -> None:
     patch_embed = 2 * 16 * dim * 3 * 8 * 8
     flops = count_flops(vit, torch.randn(1, 3, 32, 32))
     assert flops == linear + attention + patch_embed
+
+
+def _node_load_module():
+    import importlib.util
+
+    from cde_core.bench.suite import NODE_LOAD_SCRIPT
+
+    spec = importlib.util.spec_from_file_location("node_load", NODE_LOAD_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("code, expected", [
+    ("import sys; sys.exit(3)", {"code": 3, "signal": None}),
+    ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", {"code": None, "signal": "SIGKILL"}),
+    ("import os, signal; os.kill(os.getpid(), signal.SIGSEGV)", {"code": None, "signal": "SIGSEGV"}),
+])
+def test_node_exit_report_names_the_exit_code_or_signal_of_a_real_process(tmp_path: Path, code: str,
+                                                                          expected: dict) -> None:
+    """Issue 13: a node gone mid-run was visible only as rss_mb_end NaN. The report now says how it ended."""
+    import subprocess
+    import sys
+
+    log = tmp_path / "run.node.log"
+    with open(log, "w") as handle:
+        proc = subprocess.Popen([sys.executable, "-c", f"print('last words', flush=True); {code}"],
+                                stdout=handle, stderr=subprocess.STDOUT)
+        proc.wait()
+    report = _node_load_module().node_exit_report(proc.returncode, after_s=12.34, log=log)
+    assert {k: report[k] for k in ("code", "signal")} == expected
+    assert report["after_s"] == 12.3 and report["log"] == str(log) and "last words" in report["log_tail"]
+    assert _node_load_module().node_exit_report(None) is None  # still running at the end: nothing to say
+
+
+def test_node_log_is_kept_beside_the_json() -> None:
+    module = _node_load_module()
+    assert module.node_log_path(Path("runs/bench/attack_3.json"), Path("/tmp/x")) == Path(
+        "runs/bench/attack_3.node.log")
+
+
+def test_bench_keeps_the_node_load_json_and_log_beside_its_output(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """`cde bench` ran node_load.py with --out in its temporary directory, deleted with the node's log."""
+    from cde_core.bench import suite
+    from cde_core.commands.bench import node_load_json
+
+    fake = tmp_path / "fake_node_load.py"  # stands in for bench/node_load.py: writes what it is told to
+    fake.write_text("import json, sys\nout = sys.argv[sys.argv.index('--out') + 1]\n"
+                    "open(out[:-len('.json')] + '.node.log', 'w').write('node log')\n"
+                    "json.dump({'node_exit': {'code': None, 'signal': 'SIGKILL'}}, open(out, 'w'))\n")
+    monkeypatch.setattr(suite, "NODE_LOAD_SCRIPT", fake)
+    out = node_load_json(tmp_path / "results" / "bench.json")
+    assert out == tmp_path / "results" / "bench.node_load.json"
+    config = suite.BenchConfig.quick()
+    config.node_seconds = 1.0
+    assert suite.node_load(config, Path("unused.onnx"), out) == {"node_exit": {"code": None, "signal": "SIGKILL"}}
+    assert (tmp_path / "results" / "bench.node_load.node.log").read_text() == "node log"
+    fake.write_text("import sys; sys.stderr.write('boom'); sys.exit(2)\n")  # no JSON: the error says so
+    result = suite.node_load(config, Path("unused.onnx"), out)  # and a stale JSON is not taken for this run's
+    assert result["error"].startswith("node_load.py exited 2: boom")
+    assert result["node_log"] == str(tmp_path / "results" / "bench.node_load.node.log")

@@ -87,27 +87,35 @@ def _model_checkpoint(config: BenchConfig, workdir: Path) -> Path:
     return save_checkpoint(workdir / "bench_model.safetensors", model, meta)
 
 
-def node_load(config: BenchConfig, onnx_index: Path, workdir: Path) -> dict[str, Any]:
-    """Hook for the node-under-load part: runs bench/node_load.py (real node, own process) if asked."""
+def node_load(config: BenchConfig, onnx_index: Path, out: Path) -> dict[str, Any]:
+    """Hook for the node-under-load part: runs bench/node_load.py (real node, own process) if asked.
+
+    `out` is where its JSON goes; the node's log goes beside it (`<out stem>.node.log`), outside any temporary
+    directory, so a run that lost verifications or whose node exited can be read afterwards."""
     if config.node_seconds <= 0:
         return {"skipped": "pass --node-seconds N to drive the ROS node (bench/node_load.py)"}
     if not NODE_LOAD_SCRIPT.is_file():
         return {"skipped": f"{NODE_LOAD_SCRIPT} not found (run from a source checkout)"}
-    out = workdir / "node_load.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.unlink(missing_ok=True)  # a JSON left by an earlier run must not pass for this one's
+    log = out.with_name(out.stem + ".node.log")
     # The node runs the trained demo model (node_load.py's default): the timing model's random classes
     # ("action_0", ...) would refuse every "open" command at STARTED and nothing would be inferred.
     del onnx_index
     cmd = [sys.executable, str(NODE_LOAD_SCRIPT), "--seconds", str(config.node_seconds), "--out", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=config.node_seconds + 120, check=False)
     if not out.is_file():
-        return {"error": f"node_load.py exited {proc.returncode}: {proc.stderr[-2000:]}"}
+        return {"error": f"node_load.py exited {proc.returncode}: {proc.stderr[-2000:]}", "node_log": str(log)}
     import json
 
     return json.loads(out.read_text())
 
 
-def run_bench(config: BenchConfig, workdir: Path | None = None) -> dict[str, Any]:
-    """Every measurement, its targets, and the machine it ran on, as one JSON-able dict."""
+def run_bench(config: BenchConfig, workdir: Path | None = None, node_out: Path | None = None) -> dict[str, Any]:
+    """Every measurement, its targets, and the machine it ran on, as one JSON-able dict.
+
+    `node_out`: where the node-under-load JSON and, beside it, the node's log are kept (default: the work
+    directory, which is temporary unless `workdir` is given)."""
     from cde_core.checkpoint import load_checkpoint
     from cde_core.export.onnx_export import export_onnx
 
@@ -138,7 +146,7 @@ def run_bench(config: BenchConfig, workdir: Path | None = None) -> dict[str, Any
         results["training"] = training_throughput(config.train_backbone, config.train_img_size, config.train_batch,
                                                   config.train_steps, max(1, config.warmup), config.train_precision,
                                                   threads=1)
-        results["node_load"] = node_load(config, onnx_index, work)
+        results["node_load"] = node_load(config, onnx_index, node_out or work / "node_load.json")
     results["measured"] = {f"ort_speedup_{r['threads']}_thread{'s' if r['threads'] > 1 else ''}": r["ort_speedup"]
                            for r in results["pair_latency"]}
     results["measured"]["critical_path_ratio"] = results["critical_path"]["ratio"]

@@ -67,6 +67,9 @@ def format_table(results: dict[str, Any]) -> str:
                  f"{t['pairs_per_s']:.1f} pairs/s", ""))
     node = results["node_load"]
     rows.append(("node under load", node.get("skipped") or node.get("error") or json.dumps(node)[:200], ""))
+    if node.get("node_exit"):
+        rows.append(("node EXITED during the run", json.dumps({k: v for k, v in node["node_exit"].items()
+                                                               if k != "log_tail"}), ""))
     width = max(len(r[0]) for r in rows)
     m, model = results["machine"], results["model"]
     header = (f"cde bench: {model['name']}/{model['backbone']} {model['img_size']}px ({model['weights']}); "
@@ -75,10 +78,16 @@ def format_table(results: dict[str, Any]) -> str:
     return "\n".join([header] + [f"{a:<{width}}  {b}{'  [' + c + ']' if c else ''}" for a, b, c in rows])
 
 
+def node_load_json(out: Path) -> Path:
+    """Where the node-under-load JSON goes: beside the bench JSON (`bench.json` -> `bench.node_load.json`, the
+    node's log `bench.node_load.node.log` next to it), never in the run's temporary directory."""
+    return out.with_name(out.stem + ".node_load.json")
+
+
 def run(args: argparse.Namespace) -> int:
-    results = run_bench(_config(args))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    results = run_bench(_config(args), node_out=node_load_json(out))
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(format_table(results))
     print(f"wrote {out}")
