@@ -2,7 +2,8 @@
 
 Sources: the package's ManipulatorCommand topic (carries the semantic action), and the status topic
 every ROS 2 action server publishes (`<action>/_action/status`, action_msgs/GoalStatusArray), with a
-configured action server -> semantic action mapping. `CommandTracker` pairs starts with ends.
+configured action server -> semantic action mapping. `cde_ros.command_pairing` pairs starts with ends
+and with camera frames.
 """
 from __future__ import annotations
 
@@ -56,7 +57,10 @@ def event_from_command(command_id: str, action: str, obj: str, phase: int, stamp
                                 "(0 started, 1 finished, 2 aborted)") from exc
     if phase_ == Phase.STARTED and not action:
         raise CommandEventError(f"command {command_id}: STARTED without a semantic action")
-    if stamp_ns <= 0:
+    if stamp_ns < 0:
+        raise CommandEventError(f"command {command_id}: header stamp is negative ({stamp_ns} ns); stamp commands "
+                                "with the robot clock")
+    if stamp_ns == 0:
         raise CommandEventError(f"command {command_id}: header stamp is zero; stamp commands with the robot clock")
     return CommandEvent(command_id, action, obj, phase_, stamp_ns, "topic")
 
@@ -169,78 +173,3 @@ class _TrackedGoal:
     accept_ns: int
     status: int = 0  # STATUS_UNKNOWN until the first message that lists it has been applied
     started: bool = False
-
-
-@dataclass(frozen=True)
-class CommandPair:
-    """A command's start (None when it never came) and end; `problem` says why it cannot be verified
-    normally ("" = fine; a refused start comes back with its refusal reason)."""
-
-    start: CommandEvent | None
-    end: CommandEvent
-    problem: str = ""
-    duplicate: bool = False  # this end repeats one already handled: answer nothing new
-
-
-class CommandTracker:
-    """Pairs STARTED with FINISHED/ABORTED by id; bounded, rejects what cannot be paired with a reason.
-
-    `known_actions` (the model's class names, None = not known yet) refuses starts the model cannot
-    verify; the refusal reason is kept so the command's end is answered with it.
-    """
-
-    def __init__(self, max_open: int = 64, known_actions: Iterable[str] | None = None) -> None:
-        self._open: OrderedDict[str, CommandEvent] = OrderedDict()
-        self._closed: OrderedDict[str, None] = OrderedDict()
-        self._refused: OrderedDict[str, tuple[CommandEvent, str]] = OrderedDict()
-        self.max_open = max_open
-        self.known_actions: frozenset[str] | None = None if known_actions is None else frozenset(known_actions)
-
-    def _remember(self, table: OrderedDict, key: str, value: object) -> None:
-        table[key] = value
-        while len(table) > 4 * self.max_open:
-            table.popitem(last=False)
-
-    def start(self, event: CommandEvent) -> str:
-        """Register a start; returns "" or the reason it was refused."""
-        cid = event.command_id
-        if event.phase != Phase.STARTED:
-            return f"{event.phase.name} passed as a start for command {cid}"
-        if cid in self._open:
-            return f"duplicate STARTED for command {cid} (already running)"
-        if cid in self._closed or cid in self._refused:
-            return f"duplicate STARTED for command {cid} (id already used)"
-        if self.known_actions is not None and event.action not in self.known_actions:
-            reason = (f"unknown action '{event.action}' for command {cid}: the model knows "
-                      f"{', '.join(sorted(self.known_actions))}")
-            self._remember(self._refused, cid, (event, reason))
-            return reason
-        self._open[cid] = event
-        while len(self._open) > self.max_open:
-            self._open.popitem(last=False)
-        return ""
-
-    def finish(self, event: CommandEvent) -> CommandPair:
-        """Close a command with its FINISHED/ABORTED event; the pair says what was wrong, if anything."""
-        cid = event.command_id
-        if event.phase == Phase.STARTED:
-            return CommandPair(None, event, f"STARTED passed as an end for command {cid}")
-        if cid in self._closed:
-            return CommandPair(None, event, f"duplicate {event.phase.name} for command {cid}", duplicate=True)
-        start = self._open.pop(cid, None)
-        self._remember(self._closed, cid, None)
-        refused_start, refused = self._refused.pop(cid, (None, ""))
-        if refused:
-            return CommandPair(refused_start, event, refused)
-        if start is None:
-            return CommandPair(None, event, f"{event.phase.name} without STARTED for command {cid}")
-        if event.stamp_ns < start.stamp_ns:
-            return CommandPair(start, event, f"command {cid} ends ({event.stamp_ns}) before it starts "
-                                             f"({start.stamp_ns}): clocks disagree")
-        return CommandPair(start, event)
-
-    def is_open(self, command_id: str) -> bool:
-        return command_id in self._open
-
-    def open_count(self) -> int:
-        return len(self._open)

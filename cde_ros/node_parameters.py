@@ -94,6 +94,20 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("image_qos", "sensor_data", "sensor_data (best effort) | reliable", _choices("sensor_data", "reliable"),
               WHILE_UNCONFIGURED),
     ParamSpec("image_qos_depth", 5, "subscription queue depth for images", _range(1, 100), WHILE_UNCONFIGURED),
+    ParamSpec("command_qos_depth", 1000, "subscription queue depth for commands (a burst deeper than this can be "
+              "lost before the node sees it)", _range(1, 100000), WHILE_UNCONFIGURED),
+    ParamSpec("robot_mask_topic", "", "sensor_msgs/Image mono8 robot self-mask (255 = robot), stamped like each "
+              "camera frame ('' = no masks)", changeable_up_to=WHILE_UNCONFIGURED),
+    ParamSpec("allow_unmasked", False, "run a model trained with robot masks on frames without masks (else such "
+              "commands are UNCERTAIN with that reason)"),
+    ParamSpec("max_open_commands", 64, "commands kept between start and verdict; the oldest beyond it is answered "
+              "UNCERTAIN (evicted)", _range(1, 100000), WHILE_UNCONFIGURED),
+    ParamSpec("max_open_mb", 64.0, "memory bound of the before frames kept for open commands", _range(0.1, 16384.0),
+              WHILE_UNCONFIGURED),
+    ParamSpec("max_remembered_ids", 4096, "answered command ids remembered, so a repeated event gets no second "
+              "verdict", _range(16, 10_000_000), WHILE_UNCONFIGURED),
+    ParamSpec("max_tracked_goals", 4096, "action-server goals tracked per server (goals still listed in the status "
+              "are never forgotten below this)", _range(16, 10_000_000), WHILE_UNCONFIGURED),
     ParamSpec("buffer_seconds", 10.0, "frames kept (by header stamp)", _range(0.5, 600.0), WHILE_UNCONFIGURED),
     ParamSpec("buffer_max_mb", 256.0, "memory bound of the frame buffer", _range(1.0, 16384.0), WHILE_UNCONFIGURED),
     ParamSpec("settle_time", 0.3, "seconds after a command ends before the after frame is taken", _range(0.0, 30.0)),

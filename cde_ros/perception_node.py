@@ -21,7 +21,6 @@ import signal
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -39,17 +38,20 @@ from rclpy.qos import (HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image
 
-from cde_core.runtime import Embedding, Runtime, load_runtime, resolve_backend
+from cde_core.runtime import Runtime, load_runtime, resolve_backend
+from cde_core.runtime.compare_frames import compact_frame, compare_frames, mask_mode
 from cde_core.verification import Verdict, verify_effect
-from cde_ros.command_events import (CommandEvent, CommandEventError, CommandTracker, GoalStatusTracker, Phase,
-                                    event_from_command, parse_action_mapping)
+from cde_ros.command_events import (CommandEvent, CommandEventError, GoalStatusTracker, event_from_command,
+                                    parse_action_mapping)
+from cde_ros.command_pairing import Captured, CommandPairing, Outcome, OutcomeKind, PairingLimits
 from cde_ros.episode_recorder import RecorderConfig
 from cde_ros.frame_buffer import BufferedFrame, FrameBuffer
 from cde_ros.image_conversion import ImageConversionError, message_to_rgb, rgb_to_image_fields
+from cde_ros.mask_conversion import mask_from_message
 from cde_ros.msg import ActionRecognition, EffectVerification, EpisodeLabel, ManipulatorCommand
 from cde_ros.node_parameters import CONFINED_PATHS, PARAMS, validate
 from cde_ros.overlay import OverlayError, render_overlay
-from cde_ros.path_confinement import PathNotAllowedError, confine
+from cde_ros.path_confinement import PathNotAllowedError, confine, confine_model_files
 from cde_ros.recording_session import RecordingSession
 
 RESULT_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
@@ -83,20 +85,6 @@ class _ToNodeLogger(logging.Handler):
             self._logger.info(record.getMessage())
 
 
-@dataclass
-class _Pending:
-    """A command between its start and its verdict."""
-
-    start: CommandEvent | None
-    before: BufferedFrame | None = None
-    before_rgb: np.ndarray | None = None
-    before_embedding: Embedding | None = None
-    problem: str = ""
-    end: CommandEvent | None = None
-    finished_wall: float = 0.0
-    received_wall: float = field(default_factory=time.monotonic)
-
-
 class PerceptionNode(LifecycleNode):
     """Lifecycle node: configure = buffer, subscriptions, publishers, worker; activate = load the model."""
 
@@ -122,7 +110,10 @@ class PerceptionNode(LifecycleNode):
         self._camera_frame_id = ""
         self._rate_window: deque[float] = deque(maxlen=300)
         self._last_error = ""
+        self._worker_failures = 0  # commands ended UNCERTAIN by an unexpected error in their handling
+        self._worker_error = ""  # the last such error, shown in /diagnostics (level ERROR) until a verdict succeeds
         self._clock_resets_seen = 0
+        self.finalized = threading.Event()  # set by a lifecycle shutdown: main() then ends the process
         self.recording: RecordingSession | None = None
         self._recorder_log: tuple[logging.Logger, logging.Handler, int] | None = None
         self._next_recording_refresh = 0.0
@@ -169,11 +160,11 @@ class PerceptionNode(LifecycleNode):
                 self.get_logger().error(f"configure failed: recording: {exc}")
                 return TransitionCallbackReturn.FAILURE
         self.buffer = FrameBuffer(self._p("buffer_seconds"), int(self._p("buffer_max_mb") * 1024 * 1024))
-        self.tracker = CommandTracker()
+        # masks are small (one byte per pixel): the same time window, a quarter of the bytes
+        self.mask_buffer = (FrameBuffer(self._p("buffer_seconds"), int(self._p("buffer_max_mb") * 1024 * 1024 / 4))
+                            if self._p("robot_mask_topic") else None)
+        self.pairing = CommandPairing(self._pairing_limits(), self.buffer, self._capture, masks=self.mask_buffer)
         watching_since = self.get_clock().now().nanoseconds
-        self._pending: dict[str, _Pending] = {}
-        self._starting: list[str] = []
-        self._finishing: list[str] = []
         image_group, command_group = MutuallyExclusiveCallbackGroup(), MutuallyExclusiveCallbackGroup()
         timer_group = MutuallyExclusiveCallbackGroup()
         image_qos = copy.copy(qos_profile_sensor_data)  # best effort, volatile (REP-2003 for camera subscribers)
@@ -186,11 +177,17 @@ class PerceptionNode(LifecycleNode):
         if self._p("compressed_image_topic"):
             self._subs.append(self.create_subscription(CompressedImage, self._p("compressed_image_topic"),
                                                        self._on_image, image_qos, callback_group=image_group))
+        if self.mask_buffer is not None:
+            self._subs.append(self.create_subscription(Image, self._p("robot_mask_topic"), self._on_mask, image_qos,
+                                                       callback_group=image_group))
+        command_qos = QoSProfile(depth=int(self._p("command_qos_depth")), reliability=ReliabilityPolicy.RELIABLE,
+                                 history=HistoryPolicy.KEEP_LAST)
         self._subs.append(self.create_subscription(ManipulatorCommand, self._p("command_topic"), self._on_command,
-                                                   RESULT_QOS, callback_group=command_group))
+                                                   command_qos, callback_group=command_group))
         self._status_trackers = {}
         for server, action in self._servers.items():
-            tracker = GoalStatusTracker(server, action, since_ns=watching_since)
+            tracker = GoalStatusTracker(server, action, since_ns=watching_since,
+                                        max_goals=int(self._p("max_tracked_goals")))
             self._status_trackers[server] = tracker
             self._subs.append(self.create_subscription(
                 GoalStatusArray, f"{server}/_action/status",
@@ -208,7 +205,8 @@ class PerceptionNode(LifecycleNode):
         self._worker = threading.Thread(target=self._work, name="cde_worker", daemon=True)
         self._worker.start()
         self._state = "inactive"
-        self.get_logger().info(f"configured: image '{self._p('image_topic')}', commands '{self._p('command_topic')}', "
+        self.get_logger().info(f"configured: image '{self._p('image_topic')}', robot mask "
+                               f"'{self._p('robot_mask_topic') or 'none'}', commands '{self._p('command_topic')}', "
                                f"action servers {list(self._servers) or 'none'}, recording "
                                f"{'to ' + recording.directory if recording else 'off'}")
         return TransitionCallbackReturn.SUCCESS
@@ -236,6 +234,7 @@ class PerceptionNode(LifecycleNode):
                 raise PathNotAllowedError("model_path is empty: set it to an exported .onnx index or a "
                                           ".safetensors checkpoint (-p model_path:=...), then activate")
             real = self._confined("model_path", path)
+            confine_model_files(real, self._p("allowed_model_dirs"))  # the graphs an index names, too
         except PathNotAllowedError as exc:
             self.model_error = str(exc)
             self.get_logger().error(f"activation failed: {exc}")
@@ -253,10 +252,16 @@ class PerceptionNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         meta = self.runtime.metadata
         self.model_error = ""
-        self.tracker.known_actions = frozenset(meta.class_names)
+        self.pairing.known_actions = frozenset(meta.class_names)
         self._state = "active"
         self.get_logger().info(f"model {path}: {meta.backend} ({', '.join(meta.providers)}), classes "
-                               f"{meta.class_names}, input {meta.preprocessing.img_size}px")
+                               f"{meta.class_names}, input {meta.preprocessing.img_size}px, robot mask "
+                               f"{meta.preprocessing.robot_mask}")
+        if meta.preprocessing.robot_mask != "none" and self.mask_buffer is None:
+            self.get_logger().warning(
+                "the model was trained with the robot masked out but robot_mask_topic is empty: every command is "
+                "answered UNCERTAIN" + (" (allow_unmasked is set: running unmasked)" if self._p("allow_unmasked")
+                                        else "; set robot_mask_topic, or allow_unmasked to run without masks"))
         return super().on_activate(state)
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
@@ -264,7 +269,7 @@ class PerceptionNode(LifecycleNode):
             self.recording.roll_over()
         self.runtime = None
         self.model_error = "node deactivated"
-        self.tracker.known_actions = None
+        self.pairing.known_actions = None
         self._state = "inactive"
         return super().on_deactivate(state)
 
@@ -273,7 +278,10 @@ class PerceptionNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        """A lifecycle shutdown is final (the node can never be configured again): tear down and let main()
+        end the process, so a supervisor that respawns nodes sees it exit instead of a deaf node."""
         self._teardown()
+        self.finalized.set()
         return TransitionCallbackReturn.SUCCESS
 
     def _teardown(self) -> None:
@@ -311,13 +319,16 @@ class PerceptionNode(LifecycleNode):
         self._rate_window.append(time.monotonic())
         self._callback_cost_s.append(time.perf_counter() - t0)
 
+    def _on_mask(self, msg: Image) -> None:
+        self.mask_buffer.add(stamp_ns(msg.header.stamp), msg, len(msg.data))
+
     def _on_command(self, msg: ManipulatorCommand) -> None:
         try:
             event = event_from_command(msg.command_id, msg.action, msg.object, msg.phase, stamp_ns(msg.header.stamp))
         except CommandEventError as exc:
-            self.get_logger().warning(f"ignored command: {exc}")
+            self.get_logger().warning(f"invalid command: {exc}")
             self._last_error = str(exc)
-            if msg.command_id:
+            if msg.command_id:  # answered once, with the reason; later events of this id are duplicates
                 self._jobs.put(("invalid", (msg.command_id, msg.action, str(exc), stamp_ns(msg.header.stamp))))
             return
         self._jobs.put(("event", event))
@@ -333,6 +344,14 @@ class PerceptionNode(LifecycleNode):
             self._jobs.put(("event", event))
 
     # ---------------------------------------------------------------- worker
+    def _pairing_limits(self) -> PairingLimits:
+        return PairingLimits(settle_s=self._p("settle_time"), after_frame_timeout_s=self._p("after_frame_timeout"),
+                             max_before_frame_age_s=self._p("max_before_frame_age"),
+                             max_command_duration_s=self._p("max_command_duration"),
+                             max_open_commands=int(self._p("max_open_commands")),
+                             max_open_bytes=int(self._p("max_open_mb") * 1024 * 1024),
+                             max_remembered_ids=int(self._p("max_remembered_ids")))
+
     def _work(self) -> None:
         while not self._stop.is_set():
             try:
@@ -340,188 +359,137 @@ class PerceptionNode(LifecycleNode):
             except queue.Empty:
                 kind, payload = "", None
             try:
+                self.pairing.limits = self._pairing_limits()  # settle/timeouts may change at run time
+                now = time.monotonic()
+                outcomes: list[Outcome] = []
                 if kind == "event":
-                    self._handle_event(payload)
+                    outcomes += self.pairing.on_event(payload, now)
                 elif kind == "invalid":
-                    self._publish_uncertain(payload[0], payload[1], payload[2], None, payload[3])
+                    outcomes += self.pairing.on_invalid(*payload)
                 elif kind == "label" and self.recording is not None:
                     self.recording.on_label(payload)
-                self._poll_starting()
-                self._poll_finishing()
+                outcomes += self.pairing.poll(now)
+                for outcome in outcomes:
+                    self._answer(outcome)
                 self._refresh_recording_status()
-            except Exception as exc:  # noqa: BLE001 - last resort: the worker must outlive any one command
-                self._last_error = f"{type(exc).__name__}: {exc}"
-                self.get_logger().error(f"worker error (a bug; please report): {self._last_error}")
+            except Exception as exc:  # noqa: BLE001 - last resort: the worker must outlive any bug
+                self._worker_failed(f"worker error (a bug; please report): {type(exc).__name__}: {exc}")
 
-    def _rgb(self, frame: BufferedFrame) -> np.ndarray:
+    def _worker_failed(self, message: str) -> None:
+        self._worker_failures += 1
+        self._worker_error = message
+        self._last_error = message
+        self.get_logger().error(message)
+
+    def _answer(self, outcome: Outcome) -> None:
+        """Publish one pairing outcome; a failure here ends that command UNCERTAIN, never the loop."""
+        if outcome.kind == OutcomeKind.NOTE:
+            self.get_logger().warning(outcome.reason)
+            self._last_error = outcome.reason
+            return
         try:
-            return message_to_rgb(frame.message)
+            if outcome.kind == OutcomeKind.READY:
+                self._verify(outcome)
+            else:
+                self._publish_uncertain(outcome, outcome.reason)
+        except Exception as exc:  # noqa: BLE001 - one command's failure must not stop the others
+            self._worker_failed(f"{outcome.command_id}: verification failed: {type(exc).__name__}: {exc}")
+            try:
+                self._publish_uncertain(outcome, f"verification failed: {type(exc).__name__}: {exc}")
+            except Exception as again:  # noqa: BLE001 - nothing more can be said about this command
+                self._worker_failed(f"{outcome.command_id}: cannot publish UNCERTAIN: {again}")
+
+    def _rgb(self, message: Any) -> np.ndarray:
+        try:
+            return message_to_rgb(message)
         except ImageConversionError:
             self._conversion_errors += 1
             raise
 
-    def _handle_event(self, event: CommandEvent) -> None:
-        if event.phase == Phase.STARTED:
-            reason = self.tracker.start(event)
-            if reason:
-                self.get_logger().warning(reason)
-                self._last_error = reason
-                return
-            pending = _Pending(start=event)
-            self._pending[event.command_id] = pending
-            self._starting.append(event.command_id)
-            self._poll_starting()
-            return
-        pair = self.tracker.finish(event)
-        if pair.duplicate:  # the first end is handled (or being handled): one verdict per command
-            self.get_logger().warning(pair.problem)
-            self._last_error = pair.problem
-            return
-        pending = self._pending.pop(event.command_id, None) or _Pending(start=pair.start)
-        pending.end, pending.finished_wall = event, time.monotonic()
-        if pair.problem:
-            pending.problem = pending.problem or pair.problem
-        self._pending[event.command_id] = pending
-        self._finishing.append(event.command_id)
+    def _mask(self, mask: BufferedFrame | None) -> np.ndarray | None:
+        return None if mask is None else mask_from_message(mask.message)
 
-    def _poll_starting(self) -> None:
-        """Take each before frame once the camera has delivered a frame at or after the start (frames
-        of one topic arrive in order, so nothing older is still in flight), or after a short wait."""
-        latest = self.buffer.latest_stamp()
-        still: list[str] = []
-        for command_id in self._starting:
-            pending = self._pending.get(command_id)
-            if pending is None or pending.start is None:
-                continue
-            waited = time.monotonic() - pending.received_wall
-            if (latest is not None and latest >= pending.start.stamp_ns) or waited > self._p("after_frame_timeout") \
-                    or pending.end is not None:
-                self._take_before(pending)
-            else:
-                still.append(command_id)
-        self._starting = still
+    def _capture(self, frame: BufferedFrame, mask: BufferedFrame | None) -> Captured:
+        """The before frame in the compact form the model needs (model-size RGB and mask), called by the pairing
+        once per command; an error here ends the command with the reason. The full message is kept only when
+        the episode will be recorded."""
+        runtime = self.runtime
+        rgb = self._rgb(frame.message)
+        robot = self._mask(mask)
+        message = frame.message if self.recording is not None else None
+        if runtime is None:  # answered "no model loaded" at its end; nothing worth keeping
+            return Captured(frame.stamp_ns, None, 0, message)
+        compact = compact_frame(rgb, robot, runtime.metadata.preprocessing.img_size)
+        embedding = None
+        if mask_mode(runtime, self._p("allow_unmasked"), robot is not None) == "none":
+            embedding = runtime.embed(compact.rgb)  # early, while the arm moves: only the after frame waits
+        nbytes = compact.rgb.nbytes + (compact.mask.nbytes if compact.mask is not None else 0)
+        return Captured(frame.stamp_ns, (compact, embedding), nbytes, message)
 
-    def _take_before(self, pending: _Pending) -> None:
-        """Embed the before frame now, while the arm moves, so only the after frame waits at the end."""
-        start = pending.start
-        assert start is not None
-        frame = self.buffer.before(start.stamp_ns)
-        if frame is None:
-            pending.problem = "no camera frame at or before the command start"
-            return
-        age = (start.stamp_ns - frame.stamp_ns) / 1e9
-        if age > self._p("max_before_frame_age"):
-            pending.problem = f"the last frame before the start is {age:.2f} s old (> max_before_frame_age)"
-            return
-        try:
-            pending.before, pending.before_rgb = frame, self._rgb(frame)
-            if self.runtime is not None:
-                pending.before_embedding = self.runtime.embed(pending.before_rgb)
-        except ImageConversionError as exc:
-            pending.problem = f"before frame: {exc}"
-
-    def _poll_finishing(self) -> None:
-        now = time.monotonic()
-        still: list[str] = []
-        for command_id in self._finishing:
-            pending = self._pending[command_id]
-            end = pending.end
-            assert end is not None
-            if command_id in self._starting:
-                still.append(command_id)
-                continue
-            if pending.problem:
-                self._pending.pop(command_id)
-                self._publish_uncertain(command_id, self._action_of(pending), pending.problem, pending.start,
-                                        end.stamp_ns, pending)
-                continue
-            settle = self._p("settle_time")
-            frame = self.buffer.first_after(end.stamp_ns + int(settle * 1e9))
-            if frame is None:
-                timeout = self._p("after_frame_timeout")
-                if now - pending.finished_wall > settle + timeout:
-                    self._pending.pop(command_id)
-                    self._publish_uncertain(command_id, self._action_of(pending),
-                                            f"no camera frame at or after end + settle ({settle:.2f} s) "
-                                            f"within {timeout:.1f} s (after_frame_timeout)", pending.start,
-                                            end.stamp_ns, pending)
-                else:
-                    still.append(command_id)
-                continue
-            self._pending.pop(command_id)
-            self._verify(command_id, pending, frame)
-        self._finishing = still
-        self._expire_open(now)
-
-    def _expire_open(self, now: float) -> None:
-        limit = self._p("max_command_duration")
-        for command_id in [c for c, p in self._pending.items() if p.end is None and now - p.received_wall > limit]:
-            pending = self._pending.pop(command_id)
-            start_ns = pending.start.stamp_ns if pending.start else 0
-            # close it in the tracker too, so a very late end is a logged duplicate, not a second verdict
-            self.tracker.finish(CommandEvent(command_id, self._action_of(pending), "", Phase.ABORTED, start_ns,
-                                             "expired"))
-            self._publish_uncertain(command_id, self._action_of(pending),
-                                    f"no end seen within max_command_duration {limit:.0f} s", pending.start,
-                                    start_ns, pending)
-
-    @staticmethod
-    def _action_of(pending: _Pending) -> str:
-        return pending.start.action if pending.start else (pending.end.action if pending.end else "")
-
-    def _verify(self, command_id: str, pending: _Pending, after: BufferedFrame) -> None:
+    def _verify(self, outcome: Outcome) -> None:
         """The critical path: convert + embed the after frame, compare, decide, publish."""
         runtime = self.runtime
-        start, end = pending.start, pending.end
-        assert start is not None and end is not None and pending.before is not None
+        start, after, before = outcome.start, outcome.after, outcome.before
+        assert start is not None and after is not None and before is not None
         t0 = time.monotonic()
-        if runtime is None:
-            self._publish_uncertain(command_id, start.action, f"no model loaded ({self.model_error})", start,
-                                    end.stamp_ns, pending, after)
+        if runtime is None or before.data is None:
+            self._publish_uncertain(outcome, f"no model loaded ({self.model_error or 'the model changed'})")
+            return
+        compact, before_embedding = before.data
+        try:
+            after_rgb = self._rgb(after.message)
+            after_mask = self._mask(outcome.after_mask)
+        except ValueError as exc:  # ImageConversionError, MaskConversionError
+            self._publish_uncertain(outcome, f"after frame: {exc}")
+            return
+        have_masks = compact.mask is not None and after_mask is not None
+        mode = mask_mode(runtime, self._p("allow_unmasked"), have_masks)
+        if mode != "none" and not have_masks:
+            which = "before" if compact.mask is None else "after"
+            topic = self._p("robot_mask_topic")
+            self._publish_uncertain(outcome, f"the model takes the robot out of its frames (robot_mask union) but "
+                                             f"the {which} frame has no robot mask stamped like it "
+                                             f"({'on ' + topic if topic else 'robot_mask_topic is empty'}); "
+                                             "set allow_unmasked to run without")
             return
         try:
-            after_rgb = self._rgb(after)
-        except ImageConversionError as exc:
-            self._publish_uncertain(command_id, start.action, f"after frame: {exc}", start, end.stamp_ns, pending,
-                                    after)
-            return
-        try:
-            before_embedding = pending.before_embedding or runtime.embed(pending.before_rgb)
-            result = runtime.compare(before_embedding, runtime.embed(after_rgb))
+            comparison = compare_frames(runtime, compact, after_rgb, after_mask, mode, before_embedding)
+            result = comparison.result
             decision = verify_effect(start.action, result.class_names, result.scores, result.effect_magnitude,
                                      runtime.metadata.calibration)
-        except (RuntimeError, ValueError) as exc:  # ModelLoadError (a RuntimeError) or shape/metadata problems
-            self.get_logger().error(f"{command_id}: inference failed: {type(exc).__name__}: {exc}")
-            self._publish_uncertain(command_id, start.action, f"inference failed: {exc}", start, end.stamp_ns,
-                                    pending, after)
+        except (RuntimeError, ValueError) as exc:  # ModelLoadError, RobotMaskError, shape/metadata problems
+            self.get_logger().error(f"{outcome.command_id}: inference failed: {type(exc).__name__}: {exc}")
+            self._publish_uncertain(outcome, f"inference failed: {exc}")
             return
         header = after.message.header
         rec = ActionRecognition()
         rec.header.stamp, rec.header.frame_id = header.stamp, header.frame_id
-        rec.command_id, rec.action, rec.confidence = command_id, result.action, result.confidence
+        rec.command_id, rec.action, rec.confidence = outcome.command_id, result.action, result.confidence
         rec.class_names, rec.scores = list(result.class_names), [float(s) for s in result.scores]
-        rec.before_stamp, rec.after_stamp = pending.before.message.header.stamp, header.stamp
+        rec.before_stamp, rec.after_stamp = to_time(before.stamp_ns), header.stamp
         rec.effect_magnitude = float(result.effect_magnitude)
         rec.changed_patches = [int(i) for i in result.changed_patches]
         rec.patch_grid_rows, rec.patch_grid_cols = result.grid_size
         self.recognition_pub.publish(rec)
-        ver = self._verification(command_id, start.action, decision.observed_action, decision.verdict,
-                                 decision.confidence, decision.reason, start, end.stamp_ns)
+        ver = self._verification(outcome.command_id, start.action, decision.observed_action, decision.verdict,
+                                 decision.confidence, decision.reason, start, outcome.end_ns)
         ver.header.stamp, ver.header.frame_id = header.stamp, header.frame_id
         self.verification_pub.publish(ver)
+        self._worker_error = ""  # a verdict went through: the worker is healthy again
         done = time.monotonic()
         self._inference_s.append(done - t0)
-        self._latency_s.append(done - pending.finished_wall)
+        self._latency_s.append(done - outcome.finished_wall)
         if self._p("publish_overlay") and self.overlay_pub.get_subscription_count() > 0:
             try:
-                overlay = render_overlay(pending.before_rgb, after_rgb, result.grid_size, result.changed_patches,
-                                         f"{command_id}: {start.action} -> {decision.observed_action} "
+                overlay = render_overlay(comparison.pair.before, comparison.pair.after, result.grid_size,
+                                         result.changed_patches,
+                                         f"{outcome.command_id}: {start.action} -> {decision.observed_action} "
                                          f"({decision.confidence:.2f}) {decision.verdict.name}",
                                          verdict=decision.verdict.name)
                 self.overlay_pub.publish(Image(header=header, **rgb_to_image_fields(overlay)))
             except OverlayError as exc:
-                self.get_logger().warning(f"{command_id}: no overlay: {exc}")
-        self._record(command_id, pending, after, rec, ver)
+                self.get_logger().warning(f"{outcome.command_id}: no overlay: {exc}")
+        self._record(outcome, rec, ver)
 
     def _verification(self, command_id: str, commanded: str, observed: str, verdict: Verdict, confidence: float,
                       reason: str, start: CommandEvent | None, end_ns: int) -> EffectVerification:
@@ -534,27 +502,27 @@ class PerceptionNode(LifecycleNode):
         msg.command_end = to_time(end_ns)
         return msg
 
-    def _publish_uncertain(self, command_id: str, commanded: str, reason: str, start: CommandEvent | None,
-                           end_ns: int, pending: _Pending | None = None, after: BufferedFrame | None = None) -> None:
-        """Publish UNCERTAIN with the reason; an episode (`pending`: a command was seen) is recorded too,
-        with whatever frames it has, so it can be labelled later."""
-        msg = self._verification(command_id, commanded, "", Verdict.UNCERTAIN, 0.0, reason, start, end_ns)
-        msg.header.stamp, msg.header.frame_id = to_time(end_ns), self._camera_frame_id
+    def _publish_uncertain(self, outcome: Outcome, reason: str) -> None:
+        """Publish UNCERTAIN with the reason; the episode is recorded too, with whatever frames it has, so it
+        can be labelled later."""
+        start = outcome.start
+        msg = self._verification(outcome.command_id, outcome.action, "", Verdict.UNCERTAIN, 0.0, reason, start,
+                                 outcome.end_ns)
+        msg.header.stamp, msg.header.frame_id = to_time(outcome.end_ns), self._camera_frame_id
         self.verification_pub.publish(msg)
-        self.get_logger().warning(f"{command_id}: UNCERTAIN: {reason}")
-        if pending is not None:
-            self._record(command_id, pending, after, None, msg)
+        self.get_logger().warning(f"{outcome.command_id}: UNCERTAIN: {reason}")
+        self._record(outcome, None, msg)
 
     # ---------------------------------------------------------------- recording (worker, after publishing)
-    def _record(self, command_id: str, pending: _Pending, after: BufferedFrame | None,
-                recognition: ActionRecognition | None, verification: EffectVerification) -> None:
+    def _record(self, outcome: Outcome, recognition: ActionRecognition | None,
+                verification: EffectVerification) -> None:
         """Store the episode as published; disk trouble is the session's to report, never the node's."""
         if self.recording is None:
             return
+        before = outcome.before.message if outcome.before is not None else None
         self.recording.record_episode(
-            command_id, before=pending.before.message if pending.before is not None else None,
-            after=after.message if after is not None else None,
-            commands=[e for e in (pending.start, pending.end) if e is not None],
+            outcome.command_id, before=before, after=outcome.after.message if outcome.after is not None else None,
+            commands=[e for e in (outcome.start, outcome.end_event) if e is not None],
             recognition=recognition, verification=verification)
 
     def _refresh_recording_status(self) -> None:
@@ -586,11 +554,13 @@ class PerceptionNode(LifecycleNode):
     def _publish_diagnostics(self) -> None:
         stats = self.buffer.stats()
         now = time.monotonic()
-        recent = [t for t in self._rate_window if now - t < 5.0]
+        # list() first: the image callback appends to these deques on another executor thread, and iterating a
+        # deque that changes raises RuntimeError, which would stop the executor (and the node) from a timer
+        recent = [t for t in list(self._rate_window) if now - t < 5.0]
         rate = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else 0.0
-        cost = sorted(self._callback_cost_s)
-        latency = sorted(self._latency_s)
-        inference = sorted(self._inference_s)
+        cost = sorted(list(self._callback_cost_s))
+        latency = sorted(list(self._latency_s))
+        inference = sorted(list(self._inference_s))
 
         def pct(values: list[float], q: float) -> str:
             return f"{values[min(len(values) - 1, int(q * len(values)))] * 1000:.2f}" if values else "nan"
@@ -599,16 +569,28 @@ class PerceptionNode(LifecycleNode):
         recording = self.recording
         recording_problem = recording.problem() if recording is not None else ""
         status = DiagnosticStatus(name=f"{self.get_name()}: effect verification", hardware_id="cde")
-        status.level = DiagnosticStatus.OK if self.runtime and not recording_problem else DiagnosticStatus.WARN
-        status.message = "; ".join(m for m in ("" if self.runtime else f"no model: {self.model_error}",
+        worker_error = self._worker_error
+        status.level = (DiagnosticStatus.ERROR if worker_error else DiagnosticStatus.OK
+                        if self.runtime and not recording_problem else DiagnosticStatus.WARN)
+        status.message = "; ".join(m for m in (worker_error, "" if self.runtime else f"no model: {self.model_error}",
                                                recording_problem) if m) or "ok"
+        pairing = self.pairing.stats
+        trackers = list(self._status_trackers.values())
         values = {
             "input_rate_hz": f"{rate:.2f}", "frames_received": str(self._frames_in),
             "buffer_frames": str(stats.count), "buffer_mb": f"{stats.bytes / 2**20:.1f}",
             "buffer_span_s": f"{stats.span_s:.2f}", "buffer_dropped": str(stats.dropped),
             "buffer_evicted": str(stats.evicted), "buffer_out_of_order": str(stats.out_of_order),
             "buffer_clock_resets": str(stats.clock_resets),
-            "conversion_errors": str(self._conversion_errors), "open_commands": str(self.tracker.open_count()),
+            "conversion_errors": str(self._conversion_errors), "open_commands": str(self.pairing.open_count),
+            "open_commands_mb": f"{self.pairing.open_bytes / 2**20:.2f}",
+            "commands_answered": str(pairing.answered), "commands_evicted": str(pairing.evicted),
+            "commands_expired": str(pairing.expired), "duplicate_events": str(pairing.duplicates),
+            "capture_failures": str(pairing.capture_failures), "forgotten_ids": str(pairing.forgotten_ids),
+            "goals_tracked": str(sum(t.tracked_count() for t in trackers)),
+            "goal_tracker_overflow": str(sum(t.overflow for t in trackers)),
+            "worker_failures": str(self._worker_failures),
+            "robot_masks": str(self.mask_buffer.stats().count) if self.mask_buffer is not None else "off",
             "image_callback_ms_p50": pct(cost, 0.5), "image_callback_ms_p99": pct(cost, 0.99),
             "latency_ms_p50": pct(latency, 0.5), "latency_ms_p99": pct(latency, 0.99),
             "after_frame_to_verdict_ms_p50": pct(inference, 0.5), "after_frame_to_verdict_ms_p99": pct(inference, 0.99),
@@ -647,8 +629,10 @@ def main(args: list[str] | None = None) -> None:
     spinner = threading.Thread(target=spin, name="cde_executor", daemon=True)
     spinner.start()
     try:
-        while not stop.wait(timeout=0.5):  # the main thread waits here; Python runs signal handlers on it
-            pass
+        while not stop.wait(timeout=0.2):  # the main thread waits here; Python runs signal handlers on it
+            if node.finalized.is_set():  # a remote lifecycle shutdown: the node is finished, so is the process
+                node.get_logger().info("lifecycle shutdown: exiting")
+                break
     finally:
         try:
             node._teardown()

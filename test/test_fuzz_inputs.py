@@ -1,7 +1,7 @@
 """Fuzzing what a robot can send the node, at the level of the pure logic the callbacks call.
 
 Every case must end in one of two ways: a valid result, or the module's own specific error type with
-a message (ImageConversionError / CommandEventError, or a CommandPair whose `problem` says what is
+a message (ImageConversionError / CommandEventError, or a pairing outcome whose reason says what is
 wrong). Any other exception is a crash of the node's worker and fails the test. Cases per test are set
 by `max_examples` (README "Reliability" sums them); the DDS-level counterpart is
 test_perception_node_ros.py::test_bad_images_and_commands_give_reasons_and_the_node_survives.
@@ -16,7 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cde_ros.command_events import CommandEventError, CommandTracker, Phase, event_from_command
+from cde_ros.command_events import CommandEventError, event_from_command
+from cde_ros.command_pairing import Captured
 from cde_ros.image_conversion import ENCODINGS, MAX_PIXELS, ImageConversionError, message_to_rgb
 
 sensor_msgs = pytest.importorskip("sensor_msgs.msg")
@@ -152,31 +153,41 @@ command = st.tuples(command_ids, actions, st.integers(-3, 5), stamps)
 @given(st.lists(command, max_size=30), st.booleans())
 def test_any_command_sequence_is_answered_with_reasons(events: list[tuple[str, str, int, int]],
                                                        know_actions: bool) -> None:
-    """Unknown actions, duplicate ids, FINISHED without STARTED, out-of-order / future / zero stamps,
-    sim-time vs wall-time stamps: each start is accepted or refused with a reason, each end gives a
-    pair whose problem says what was wrong, at most one answer per command id."""
-    tracker = CommandTracker(max_open=4, known_actions={"open", "close", "none"} if know_actions else None)
-    answered: set[str] = set()
-    for command_id, action, phase, stamp in events:
+    """Unknown actions, duplicate ids, FINISHED without STARTED, out-of-order / future / zero / negative stamps,
+    sim-time vs wall-time stamps, through event_from_command and the node's pairing (as its worker does): each
+    message becomes an event or a CommandEventError with a message; every id that was seen is answered exactly
+    once, and never verified when its start came after its end or named an unknown action."""
+    from cde_ros.command_pairing import CommandPairing, OutcomeKind, PairingLimits
+    from cde_ros.frame_buffer import FrameBuffer
+
+    frames = FrameBuffer(10**7, 10**9)
+    for stamp in sorted({s for s in (1, 9 * S, 10 * S, 10 * S + 1, 11 * S, 2**62)}):
+        frames.add(stamp, "frame", 1)
+    pairing = CommandPairing(PairingLimits(settle_s=0.0, max_open_commands=4, max_before_frame_age_s=1e9), frames,
+                             lambda frame, mask: Captured(frame.stamp_ns, None, 1),
+                             known_actions=frozenset({"open", "close", "none"}) if know_actions else None)
+    answers: dict[str, list] = {}
+    seen: set[str] = set()
+    for now, (command_id, action, phase, stamp) in enumerate(events):
         try:
             event = event_from_command(command_id, action, "drawer", phase, stamp)
+            outcomes = pairing.on_event(event, float(now))
         except CommandEventError as exc:
             assert str(exc)
-            continue
-        if event.phase == Phase.STARTED:
-            reason = tracker.start(event)
-            if know_actions and action not in {"open", "close", "none"}:  # refused: unknown, or a reused id first
-                assert "unknown action" in reason or reason.startswith("duplicate STARTED"), reason
-            continue
-        pair = tracker.finish(event)
-        assert pair.end is event
-        if pair.duplicate:
-            assert command_id in answered and pair.problem.startswith("duplicate")
-            continue
-        assert command_id not in answered
-        answered.add(command_id)
-        if pair.start is None:
-            assert pair.problem  # never verified without a before frame's command start
-        elif pair.start.stamp_ns > event.stamp_ns:  # the clocks, or a refusal of the start carried to its end
-            assert "clocks disagree" in pair.problem or "unknown action" in pair.problem, pair.problem
-        assert tracker.open_count() <= 4
+            if not command_id:
+                continue  # no id: logged and dropped by the node, nothing to answer
+            outcomes = pairing.on_invalid(command_id, action, str(exc), stamp)
+        seen.add(command_id)
+        for o in outcomes + pairing.poll(float(now)):
+            if o.kind != OutcomeKind.NOTE:
+                answers.setdefault(o.command_id, []).append(o)
+        assert pairing.open_count <= 4
+    for o in pairing.poll(10.0**6):
+        answers.setdefault(o.command_id, []).append(o)
+    assert set(answers) == seen and all(len(a) == 1 for a in answers.values())
+    for (o,) in answers.values():
+        if o.kind == OutcomeKind.READY:
+            assert o.start is not None and o.end_event is not None and o.start.stamp_ns <= o.end_event.stamp_ns
+            assert not know_actions or o.start.action in {"open", "close", "none"}
+        else:
+            assert o.reason

@@ -84,11 +84,9 @@ def test_hostile_compressed_before_frames_cost_only_their_command(node: Harness)
     assert node.proc.poll() is None
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 item 7: needs confine_model_files() called in the node's "
-                                       "on_activate (cde_ros/perception_node.py); remove this marker once wired")
 def test_a_model_graph_linked_from_outside_the_allowed_dirs_is_not_activated(
         tmp_path_factory: pytest.TempPathFactory) -> None:
-    """NEEDS NODE WIRING. The index lies in allowed_model_dirs, its encoder graph is a link to a file outside:
+    """The index lies in allowed_model_dirs, its encoder graph is a link to a file outside:
     activation must fail, saying which graph and where it leads, and commands are answered UNCERTAIN."""
     allowed, outside = tmp_path_factory.mktemp("allowed_models"), tmp_path_factory.mktemp("outside_models")
     index = write_tiny_node_model(allowed)

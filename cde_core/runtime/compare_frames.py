@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cde_core.robot_mask import mask_pair, prepare_frame, prepare_mask, suppress_masked_patches
+from cde_core.robot_mask import MaskedPair, mask_pair, prepare_frame, prepare_mask, suppress_masked_patches
 from cde_core.runtime.base import Embedding, PairResult, Runtime
 
 
@@ -30,6 +30,14 @@ def compact_frame(rgb: np.ndarray, mask: np.ndarray | None, size: int) -> Compac
     return CompactFrame(prepare_frame(rgb, size), small_mask)
 
 
+@dataclass
+class FrameComparison:
+    """The model's answer and the pair it saw (model-size frames with the robot filled, for overlays)."""
+
+    result: PairResult
+    pair: MaskedPair
+
+
 def mask_mode(runtime: Runtime, allow_unmasked: bool, have_masks: bool) -> str:
     """The rule to apply: the model's; "none" for a masked model only when masks are missing and allowed."""
     mode = runtime.metadata.preprocessing.robot_mask
@@ -37,7 +45,7 @@ def mask_mode(runtime: Runtime, allow_unmasked: bool, have_masks: bool) -> str:
 
 
 def compare_frames(runtime: Runtime, before: CompactFrame, after_rgb: np.ndarray, after_mask: np.ndarray | None,
-                   mode: str | None = None, before_embedding: Embedding | None = None) -> PairResult:
+                   mode: str | None = None, before_embedding: Embedding | None = None) -> FrameComparison:
     """Mask (by `mode`, default the model's), embed, compare. RobotMaskError when masks are needed but
     missing or unusable; `before_embedding` is used only when no mask is applied."""
     meta = runtime.metadata
@@ -50,4 +58,5 @@ def compare_frames(runtime: Runtime, before: CompactFrame, after_rgb: np.ndarray
     after_embedding = runtime.embed(pair.after)
     patches = suppress_masked_patches(before_embedding.patches[None], after_embedding.patches[None],
                                       pair.patch_valid[None])[0]
-    return runtime.compare(before_embedding, Embedding(after_embedding.global_, patches.astype(np.float32)))
+    result = runtime.compare(before_embedding, Embedding(after_embedding.global_, patches.astype(np.float32)))
+    return FrameComparison(result, pair)
