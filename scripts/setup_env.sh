@@ -92,7 +92,7 @@ ROS_PY_PACKAGES=(launch launch_xml launch_yaml launch_ros ros2launch rosidl_runt
 if [ -n "$VENDOR" ]; then
   compgen -G "$VENDOR/*.tar.gz" > /dev/null || { echo "[setup] no .tar.gz archives in $VENDOR"; exit 1; }
   VENDOR_HASH="$(hash_of "$VENDOR"/*.tar.gz)"
-  if ! stamp_ok rostools "$VENDOR_HASH"; then
+  if ! stamp_ok rostools "$VENDOR_HASH" || [ ! -x "$VENV/bin/ros2" ]; then
     echo "[setup] installing ROS 2 launch and the ros2 CLI from $VENDOR (about 40 s)"
     SRC="$ROOT/build/ros_vendor"
     rm -rf "$SRC" && mkdir -p "$SRC"

@@ -28,7 +28,8 @@ S = 1_000_000_000
 # Where ROS 2 launch and the ros2 CLI come from: the venv's own `ros2` (installed from the archives) or a
 # ROS 2 install's on PATH. Where the archives are present they must have been installed: no skip then.
 _VENDOR = os.environ.get("CDE_ROS_VENDOR_DIR") or str(REPO_ROOT.parent / "shared" / "vendor" / "ros2")
-ROS2 = next((str(p) for p in [Path(sys.executable).parent / "ros2"] if p.exists()), None) or shutil.which("ros2")
+_VENV_ROS2 = Path(sys.executable).parent / "ros2"
+ROS2 = str(_VENV_ROS2) if _VENV_ROS2.exists() else shutil.which("ros2")
 _HAVE_ROS_TOOLS = ROS2 is not None and importlib.util.find_spec("launch_ros") is not None
 needs_ros_tools = pytest.mark.skipif(
     not _HAVE_ROS_TOOLS and not Path(_VENDOR).is_dir(),
@@ -108,6 +109,7 @@ def test_the_yaml_keys_work_with_any_namespace() -> None:
 
 @needs_ros_tools
 def test_generate_launch_description_evaluates() -> None:
+    _require_ros_tools()
     from launch import LaunchDescription
     from launch.actions import DeclareLaunchArgument
 
@@ -267,8 +269,6 @@ def launch_env(ros_domain_env: dict[str, str], tmp_path: Path) -> dict[str, str]
     return dict(ros_domain_env, HOME=str(home), OMP_NUM_THREADS="1")
 
 
-@pytest.mark.ros
-@needs_ros_tools
 def test_the_venv_prefix_holds_the_whole_package_and_the_checkout_is_what_runs() -> None:
     """One prefix (the venv's, first on AMENT_PREFIX_PATH) has the messages, launch/, config/, models/ and
     the executables; they are the checkout's files, and so is the Python (editable)."""
