@@ -17,7 +17,8 @@ def generate_launch_description() -> LaunchDescription:
     return LaunchDescription([
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node and its topics"),
         DeclareLaunchArgument("params_file", default_value=params, description="parameter YAML"),
-        DeclareLaunchArgument("model_path", default_value="", description="exported .onnx index or .safetensors"),
+        DeclareLaunchArgument("model_path", default_value="",
+                              description="exported .onnx index or .safetensors (always passed: overrides params_file's)"),
         DeclareLaunchArgument("image", default_value="image", description="camera image topic"),
         DeclareLaunchArgument("commands", default_value="commands", description="ManipulatorCommand topic"),
         Node(
