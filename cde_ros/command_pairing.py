@@ -44,7 +44,7 @@ class PairingLimits:
     after_frame_timeout_s: float = 3.0
     max_before_frame_age_s: float = 2.0
     max_command_duration_s: float = 300.0
-    max_open_commands: int = 64
+    max_open_commands: int = 256
     max_open_bytes: int = 64 * 1024 * 1024
     max_remembered_ids: int = 4096
 
@@ -89,7 +89,8 @@ class PairingStats:
     answered: int = 0
     duplicates: int = 0  # events for an id already answered or already running
     evicted: int = 0  # open commands answered early because a bound was reached
-    expired: int = 0  # no end within max_command_duration
+    expired: int = 0  # no end within max_command_duration (its end was lost, or the arm's driver died)
+    ends_without_start: int = 0  # an end whose STARTED never came (lost in a burst, or never sent)
     capture_failures: int = 0  # a before frame that could not be converted / embedded
     forgotten_ids: int = 0  # answered ids dropped from memory (a later event for one would be new)
 
@@ -180,6 +181,7 @@ class CommandPairing:
         cid = event.command_id
         pending = self._open.get(cid)
         if pending is None:  # an end without a start: answered at once, with the reason
+            self.stats.ends_without_start += 1
             return [self._answer(cid, OutcomeKind.UNVERIFIABLE, event.action,
                                  f"{event.phase.name} without STARTED for command {cid}", None, event.stamp_ns)]
         if pending.end is not None:

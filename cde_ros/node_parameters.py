@@ -94,13 +94,13 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("image_qos", "sensor_data", "sensor_data (best effort) | reliable", _choices("sensor_data", "reliable"),
               WHILE_UNCONFIGURED),
     ParamSpec("image_qos_depth", 5, "subscription queue depth for images", _range(1, 100), WHILE_UNCONFIGURED),
-    ParamSpec("command_qos_depth", 1000, "subscription queue depth for commands (a burst deeper than this can be "
-              "lost before the node sees it)", _range(1, 100000), WHILE_UNCONFIGURED),
+    ParamSpec("command_qos_depth", 0, "command subscription queue: 0 = keep all (reliable publishers wait instead of "
+              "the node losing commands in a burst), N = keep the last N", _range(0, 100000), WHILE_UNCONFIGURED),
     ParamSpec("robot_mask_topic", "", "sensor_msgs/Image mono8 robot self-mask (255 = robot), stamped like each "
               "camera frame ('' = no masks)", changeable_up_to=WHILE_UNCONFIGURED),
     ParamSpec("allow_unmasked", False, "run a model trained with robot masks on frames without masks (else such "
               "commands are UNCERTAIN with that reason)"),
-    ParamSpec("max_open_commands", 64, "commands kept between start and verdict; the oldest beyond it is answered "
+    ParamSpec("max_open_commands", 256, "commands kept between start and verdict; the oldest beyond it is answered "
               "UNCERTAIN (evicted)", _range(1, 100000), WHILE_UNCONFIGURED),
     ParamSpec("max_open_mb", 64.0, "memory bound of the before frames kept for open commands", _range(0.1, 16384.0),
               WHILE_UNCONFIGURED),

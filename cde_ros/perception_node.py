@@ -54,7 +54,9 @@ from cde_ros.overlay import OverlayError, render_overlay
 from cde_ros.path_confinement import PathNotAllowedError, confine, confine_model_files
 from cde_ros.recording_session import RecordingSession
 
-RESULT_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+# Deep enough that a burst of verdicts (hundreds of commands ending at once) reaches a slow subscriber: a
+# reliable keep-last writer overwrites samples not yet acknowledged once its history is full.
+RESULT_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 
 
 def stamp_ns(t: Time) -> int:
@@ -110,6 +112,7 @@ class PerceptionNode(LifecycleNode):
         self._camera_frame_id = ""
         self._rate_window: deque[float] = deque(maxlen=300)
         self._last_error = ""
+        self._commands_lost = 0
         self._worker_failures = 0  # commands ended UNCERTAIN by an unexpected error in their handling
         self._worker_error = ""  # the last such error, shown in /diagnostics (level ERROR) until a verdict succeeds
         self._clock_resets_seen = 0
@@ -180,10 +183,12 @@ class PerceptionNode(LifecycleNode):
         if self.mask_buffer is not None:
             self._subs.append(self.create_subscription(Image, self._p("robot_mask_topic"), self._on_mask, image_qos,
                                                        callback_group=image_group))
-        command_qos = QoSProfile(depth=int(self._p("command_qos_depth")), reliability=ReliabilityPolicy.RELIABLE,
-                                 history=HistoryPolicy.KEEP_LAST)
+        depth = int(self._p("command_qos_depth"))  # 0 = keep all: a reliable writer then waits, nothing is dropped
+        command_qos = QoSProfile(depth=max(depth, 1), reliability=ReliabilityPolicy.RELIABLE,
+                                 history=HistoryPolicy.KEEP_ALL if depth == 0 else HistoryPolicy.KEEP_LAST)
         self._subs.append(self.create_subscription(ManipulatorCommand, self._p("command_topic"), self._on_command,
-                                                   command_qos, callback_group=command_group))
+                                                   command_qos, callback_group=command_group,
+                                                   event_callbacks=self._lost_counter()))
         self._status_trackers = {}
         for server, action in self._servers.items():
             tracker = GoalStatusTracker(server, action, since_ns=watching_since,
@@ -210,6 +215,17 @@ class PerceptionNode(LifecycleNode):
                                f"action servers {list(self._servers) or 'none'}, recording "
                                f"{'to ' + recording.directory if recording else 'off'}")
         return TransitionCallbackReturn.SUCCESS
+
+    def _lost_counter(self) -> Any:
+        """Count command messages the middleware reports lost (DDS SAMPLE_LOST, where the RMW supports it); lost
+        STARTED / FINISHED messages also show as ends_without_start / commands_expired in /diagnostics."""
+        from rclpy.event_handler import SubscriptionEventCallbacks
+
+        def lost(info: Any) -> None:
+            self._commands_lost += int(getattr(info, "total_count_change", 1))
+            self._last_error = f"{self._commands_lost} command message(s) lost by the middleware"
+
+        return SubscriptionEventCallbacks(message_lost=lost)
 
     def _start_recording(self, config: RecorderConfig, group: MutuallyExclusiveCallbackGroup) -> None:
         """The recording session (its errors never fail the transition) and the label subscription."""
@@ -353,27 +369,40 @@ class PerceptionNode(LifecycleNode):
                              max_remembered_ids=int(self._p("max_remembered_ids")))
 
     def _work(self) -> None:
+        """Take every queued job (events, labels) first, then poll the pairing once: polling after each of a
+        burst of events would cost O(open commands) per event and starve the executor thread of the GIL,
+        and the middleware would drop what its command queue cannot hold."""
         while not self._stop.is_set():
+            jobs = []
             try:
-                kind, payload = self._jobs.get(timeout=0.02)
+                jobs.append(self._jobs.get(timeout=0.02))
+                while len(jobs) < 500:
+                    jobs.append(self._jobs.get_nowait())
             except queue.Empty:
-                kind, payload = "", None
+                pass
             try:
                 self.pairing.limits = self._pairing_limits()  # settle/timeouts may change at run time
-                now = time.monotonic()
-                outcomes: list[Outcome] = []
-                if kind == "event":
-                    outcomes += self.pairing.on_event(payload, now)
-                elif kind == "invalid":
-                    outcomes += self.pairing.on_invalid(*payload)
-                elif kind == "label" and self.recording is not None:
-                    self.recording.on_label(payload)
-                outcomes += self.pairing.poll(now)
-                for outcome in outcomes:
+                for kind, payload in jobs:
+                    self._handle_job(kind, payload)
+                for outcome in self.pairing.poll(time.monotonic()):
                     self._answer(outcome)
                 self._refresh_recording_status()
             except Exception as exc:  # noqa: BLE001 - last resort: the worker must outlive any bug
                 self._worker_failed(f"worker error (a bug; please report): {type(exc).__name__}: {exc}")
+
+    def _handle_job(self, kind: str, payload: Any) -> None:
+        try:
+            outcomes: list[Outcome] = []
+            if kind == "event":
+                outcomes = self.pairing.on_event(payload, time.monotonic())
+            elif kind == "invalid":
+                outcomes = self.pairing.on_invalid(*payload)
+            elif kind == "label" and self.recording is not None:
+                self.recording.on_label(payload)
+            for outcome in outcomes:
+                self._answer(outcome)
+        except Exception as exc:  # noqa: BLE001 - one job's failure must not drop the rest of the batch
+            self._worker_failed(f"worker error (a bug; please report): {type(exc).__name__}: {exc}")
 
     def _worker_failed(self, message: str) -> None:
         self._worker_failures += 1
@@ -585,7 +614,8 @@ class PerceptionNode(LifecycleNode):
             "conversion_errors": str(self._conversion_errors), "open_commands": str(self.pairing.open_count),
             "open_commands_mb": f"{self.pairing.open_bytes / 2**20:.2f}",
             "commands_answered": str(pairing.answered), "commands_evicted": str(pairing.evicted),
-            "commands_expired": str(pairing.expired), "duplicate_events": str(pairing.duplicates),
+            "commands_expired": str(pairing.expired), "ends_without_start": str(pairing.ends_without_start),
+            "command_messages_lost": str(self._commands_lost), "duplicate_events": str(pairing.duplicates),
             "capture_failures": str(pairing.capture_failures), "forgotten_ids": str(pairing.forgotten_ids),
             "goals_tracked": str(sum(t.tracked_count() for t in trackers)),
             "goal_tracker_overflow": str(sum(t.overflow for t in trackers)),

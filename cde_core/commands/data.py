@@ -1,4 +1,5 @@
-"""`cde data import BAG... --out DIR`: recorded episode bags -> a pair manifest (no ROS needed)."""
+"""`cde data import BAG... --out DIR`: recorded episode bags -> a pair manifest (no ROS needed).
+`cde data merge IN... --out DIR`: several pair datasets -> one, with fresh splits."""
 from __future__ import annotations
 
 import argparse
@@ -22,9 +23,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     imp.add_argument("--labelled-only", action="store_true", help="keep only episodes with an EpisodeLabel")
     imp.add_argument("--split-seed", type=int, default=0, help="seed of the iid splits")
     imp.add_argument("--folds", type=int, default=1, help="number of iid_<fold> splits")
+    merge = sub.add_parser("merge", help="several pair datasets -> one (files hard-linked), splits assigned anew")
+    merge.add_argument("inputs", nargs="+", help="dataset directories (each with manifest.jsonl)")
+    merge.add_argument("--out", required=True, help="dataset directory to write")
+    merge.add_argument("--split-seed", type=int, default=0)
+    merge.add_argument("--folds", type=int, default=2)
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from cde_core.data.manifest import ManifestError
+    from cde_core.data.merge import merge_datasets
+    from cde_core.data.splits import SplitError
+
+    try:
+        records = merge_datasets(args.inputs, args.out, args.split_seed, args.folds)
+    except (ManifestError, SplitError, OSError) as exc:
+        _log.error(str(exc))
+        return 2
+    print(f"wrote {len(records)} pairs from {len(args.inputs)} dataset(s) to {args.out}")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.action == "merge":
+        return _merge(args)
     from cde_core.data.bag_import import BagImportError, LabelPolicy, import_bags
 
     if args.weak_labels and args.labelled_only:

@@ -2,8 +2,10 @@
 
 `make demo` runs `python -m cde_ros.demo`: it starts the Meta-World robot (cde_ros.demo.robot_node) and
 the perception node (cde_ros.perception_node, ONNX Runtime) as two processes, listens to both, prints a
-live table, and ends with a summary (recognition accuracy, verification on succeeded and on failed
-commands, latency) written to runs/demo/summary.json and a PNG of what the node saw.
+live table, and ends with a summary (recognition accuracy, verification balanced accuracy, no-effect AUROC,
+per-group accuracies, latency) in runs/demo/summary.json and a contact sheet of every command
+(runs/demo/demo.png: the frames the node verified, the robot mask tinted, the changed patches boxed).
+The robot's robot-mask topic is wired to the node when the model was trained with masks (`--masks auto`).
 """
 from __future__ import annotations
 
@@ -35,6 +37,17 @@ def _expected_ok(truth: dict[str, Any], verdict: str) -> bool:
     return verdict != "succeeded"
 
 
+def _auroc(scores: list[float], positive: list[bool]) -> float | None:
+    """Probability that a random positive scores above a random negative (ties count half); None if a
+    group is empty. Positive = the world changed; the score is the effect magnitude."""
+    pos = [s for s, p in zip(scores, positive) if p]
+    neg = [s for s, p in zip(scores, positive) if not p]
+    if not pos or not neg:
+        return None
+    wins = sum((a > b) + 0.5 * (a == b) for a in pos for b in neg)
+    return wins / (len(pos) * len(neg))
+
+
 def _child_env(domain: int) -> dict[str, str]:
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"))
@@ -42,14 +55,20 @@ def _child_env(domain: int) -> dict[str, str]:
     return env
 
 
-def run_demo(model: Path, episodes: int, out_dir: Path, timeout_s: float, image_size: int = 96) -> dict[str, Any]:
+def run_demo(model: Path, episodes: int, out_dir: Path, timeout_s: float, image_size: int = 96, seed: int = 1000,
+             appearance: str = "default", camera: str = "object", masks: str = "auto", tasks: str = "demo",
+             failure_fraction: float = 0.25, quiet: bool = False) -> dict[str, Any]:
+    """Run the robot and the node over DDS for `episodes` commands and score the verdicts (see main())."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
     from sensor_msgs.msg import Image
     from std_msgs.msg import String
 
+    from cde_core.checkpoint import read_meta
+    from cde_ros.image_conversion import message_to_rgb
+    from cde_ros.mask_conversion import mask_from_message
     from cde_ros.msg import ActionRecognition, EffectVerification
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -60,16 +79,22 @@ def run_demo(model: Path, episodes: int, out_dir: Path, timeout_s: float, image_
     env = _child_env(domain)
     os.environ.update(ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
     logs = {name: open(out_dir / f"{name}.log", "w") for name in ("perception", "robot")}
+    use_masks = masks == "on" or (masks == "auto" and read_meta(model).preprocessing.robot_mask != "none")
+    # The demo robot's action servers and mask topic: the demo's settings, not the product's defaults.
+    servers = [f"/sim_arm/{a}={a}" for a in ("open", "close", "none")]
     perception = subprocess.Popen(
         [sys.executable, "-m", "cde_ros.perception_node", "--ros-args", "--params-file",
          str(ROOT / "config" / "perception.yaml"), "-p", f"model_path:={onnx_index}",
          "-p", f"allowed_model_dirs:={json.dumps([str(onnx_index.parent.resolve())])}",  # the export's own dir
+         "-p", f"action_servers:={json.dumps(servers)}",
+         "-p", "robot_mask_topic:=" + ("/robot_mask" if use_masks else "''"),  # '' = YAML's empty string
          "-r", "__node:=cde_perception"],
         env=env, stdout=logs["perception"], stderr=subprocess.STDOUT)
     robot = subprocess.Popen(
         [sys.executable, "-m", "cde_ros.demo.robot_node", "--ros-args", "-p", f"episodes:={episodes}",
-         "-p", "tasks:=demo", "-p", "start_delay_s:=4.0", "-p", f"image_size:={image_size}",
-         "-r", "__node:=sim_robot"],
+         "-p", f"tasks:={tasks}", "-p", "start_delay_s:=4.0", "-p", f"image_size:={image_size}",
+         "-p", f"seed:={seed}", "-p", f"appearance:={appearance}", "-p", f"camera:={camera}",
+         "-p", f"failure_fraction:={failure_fraction}", "-r", "__node:=sim_robot"],
         env=env, stdout=logs["robot"], stderr=subprocess.STDOUT)
     rclpy.init()
     node = Node("cde_demo_monitor")
@@ -77,12 +102,13 @@ def run_demo(model: Path, episodes: int, out_dir: Path, timeout_s: float, image_
     truths: dict[str, dict] = {}
     verdicts: dict[str, dict] = {}
     recognitions: dict[str, dict] = {}
-    overlays: list[np.ndarray] = []
+    seen: dict[str, dict[int, Any]] = {"image": {}, "mask": {}}  # header stamp -> message (bounded below)
     done = threading.Event()
     lock = threading.Lock()
     printed: set[str] = set()
     start = time.monotonic()
-    print(f"{'command':<44} {'commanded':>9} {'truth':>7} {'recognised':>15} {'verdict':>10} {'ok':>3} {'latency':>8}")
+    say = (lambda *a, **k: None) if quiet else print
+    say(f"{'command':<54} {'commanded':>9} {'truth':>7} {'recognised':>15} {'verdict':>10} {'ok':>3} {'latency':>8}")
 
     def report(final: bool = False) -> None:
         with lock:
@@ -96,10 +122,10 @@ def run_demo(model: Path, episodes: int, out_dir: Path, timeout_s: float, image_
                 r = recognitions.get(cid)
                 rec = f"{r['action']} ({r['confidence']:.2f})" if r else "-"
                 ok = _expected_ok(t, v["verdict"])
-                print(f"{cid[-44:]:<44} {t['commanded_action']:>9} {t['true_action']:>7} {rec:>15} "
-                      f"{v['verdict']:>10} {'yes' if ok else 'NO':>3} {v['latency_s'] * 1000:>6.0f}ms", flush=True)
+                say(f"{cid:<54} {t['commanded_action']:>9} {str(t['true_action']):>7} {rec:>15} "
+                    f"{v['verdict']:>10} {'yes' if ok else 'NO':>3} {v['latency_s'] * 1000:>6.0f}ms", flush=True)
                 if v["verdict"] == "uncertain":
-                    print(f"    reason: {v['reason']}", flush=True)
+                    say(f"    reason: {v['reason']}", flush=True)
 
     def on_truth(msg: String) -> None:
         t = json.loads(msg.data)
@@ -115,22 +141,34 @@ def run_demo(model: Path, episodes: int, out_dir: Path, timeout_s: float, image_
                                         "latency_s": time.time() - end}
         report()
 
+    def stamp(t: Any) -> int:
+        return int(t.sec) * 1_000_000_000 + int(t.nanosec)
+
     def on_recognition(msg: ActionRecognition) -> None:
         with lock:
             recognitions[msg.command_id] = {"action": msg.action, "confidence": msg.confidence,
                                             "effect_magnitude": msg.effect_magnitude,
-                                            "patches": list(msg.changed_patches)}
+                                            "patches": list(msg.changed_patches),
+                                            "grid": [msg.patch_grid_rows, msg.patch_grid_cols],
+                                            "before_stamp": stamp(msg.before_stamp),
+                                            "after_stamp": stamp(msg.after_stamp)}
         report()
 
-    def on_overlay(msg: Image) -> None:
-        if len(overlays) < 6:
-            overlays.append(np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.width, 3).copy())
+    def keep(kind: str) -> Any:
+        def on_frame(msg: Image) -> None:  # the frames the node verified are looked up by stamp afterwards
+            with lock:
+                frames = seen[kind]
+                frames[stamp(msg.header.stamp)] = msg
+                while len(frames) > 3000:
+                    frames.pop(next(iter(frames)))
+        return on_frame
 
     node.create_subscription(String, "/sim_robot/ground_truth", on_truth, reliable)
     node.create_subscription(String, "/sim_robot/done", lambda _m: done.set(), reliable)
     node.create_subscription(EffectVerification, "/cde_perception/effect_verification", on_verification, reliable)
     node.create_subscription(ActionRecognition, "/cde_perception/action_recognition", on_recognition, reliable)
-    node.create_subscription(Image, "/cde_perception/overlay", on_overlay, 5)
+    node.create_subscription(Image, "/image", keep("image"), qos_profile_sensor_data)
+    node.create_subscription(Image, "/robot_mask", keep("mask"), qos_profile_sensor_data)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
@@ -161,28 +199,43 @@ def run_demo(model: Path, episodes: int, out_dir: Path, timeout_s: float, image_
         rclpy.try_shutdown()
         for handle in logs.values():
             handle.close()
-    return summarise(truths, verdicts, recognitions, overlays, out_dir, time.monotonic() - start, onnx_index)
+    frames = {}
+    for cid, r in recognitions.items():
+        pair = {}
+        for side in ("before", "after"):
+            image, mask = seen["image"].get(r[f"{side}_stamp"]), seen["mask"].get(r[f"{side}_stamp"])
+            pair[side] = message_to_rgb(image) if image is not None else None
+            pair[f"{side}_mask"] = mask_from_message(mask) if (mask is not None and use_masks) else None
+        frames[cid] = pair
+    setup = {"seed": seed, "episodes": episodes, "appearance": appearance, "camera": camera, "tasks": tasks,
+             "image_size": image_size, "masks": use_masks, "failure_fraction": failure_fraction}
+    return summarise(truths, verdicts, recognitions, frames, out_dir, time.monotonic() - start, onnx_index, setup)
 
 
-def summarise(truths: dict, verdicts: dict, recognitions: dict, overlays: list[np.ndarray], out_dir: Path,
-              seconds: float, model: Path) -> dict[str, Any]:
-    from PIL import Image as PILImage
-
+def summarise(truths: dict, verdicts: dict, recognitions: dict, frames: dict, out_dir: Path, seconds: float,
+              model: Path, setup: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The demo's figures (issue targets: recognition, verification balanced accuracy, no-effect AUROC), written
+    with every truth and verdict to summary.json; the contact sheet of every command to demo.png."""
     ids = [c for c in truths if c in verdicts]
     succeeded = [c for c in ids if truths[c]["effect_happened"]]
     failed = [c for c in ids if not truths[c]["effect_happened"] and truths[c]["commanded_action"] != "none"]
     reach = [c for c in ids if truths[c]["commanded_action"] == "none"]
-    recognised = [c for c in ids if c in recognitions]
+    recognised = [c for c in ids if c in recognitions and truths[c]["true_action"] is not None]
     latencies = np.array([verdicts[c]["latency_s"] for c in ids]) * 1000 if ids else np.zeros(0)
 
     def acc(group: list[str]) -> float | None:
         return round(float(np.mean([_expected_ok(truths[c], verdicts[c]["verdict"]) for c in group])), 3) if group else None
 
+    groups = [a for a in (acc(succeeded), acc(failed), acc(reach)) if a is not None]
+    auroc = _auroc([recognitions[c]["effect_magnitude"] for c in recognised],
+                   [truths[c]["true_action"] != "none" for c in recognised])
     summary = {
-        "model": str(model), "commands": len(truths), "verdicts": len(ids),
+        "model": str(model), **(setup or {}), "commands": len(truths), "verdicts": len(ids),
         "missing_verdicts": sorted(set(truths) - set(verdicts)),
         "recognition_accuracy": round(float(np.mean([recognitions[c]["action"] == truths[c]["true_action"]
                                                       for c in recognised])), 3) if recognised else None,
+        "verification_balanced_accuracy": round(float(np.mean(groups)), 3) if groups else None,
+        "no_effect_auroc": round(auroc, 3) if auroc is not None else None,
         "verification_accuracy_succeeded": acc(succeeded), "verification_accuracy_failed": acc(failed),
         "verification_accuracy_reach": acc(reach), "n_succeeded": len(succeeded), "n_failed": len(failed),
         "n_reach": len(reach), "uncertain": sum(verdicts[c]["verdict"] == "uncertain" for c in ids),
@@ -192,30 +245,58 @@ def summarise(truths: dict, verdicts: dict, recognitions: dict, overlays: list[n
     }
     (out_dir / "summary.json").write_text(json.dumps({"summary": summary, "truths": truths, "verdicts": verdicts,
                                                      "recognitions": recognitions}, indent=2))
-    if overlays:
-        width = max(o.shape[1] for o in overlays)
-        sheet = np.zeros((sum(o.shape[0] for o in overlays), width, 3), np.uint8)
-        y = 0
-        for o in overlays:
-            sheet[y:y + o.shape[0], :o.shape[1]] = o
-            y += o.shape[0]
-        PILImage.fromarray(sheet).save(out_dir / "demo.png")
-        summary["png"] = str(out_dir / "demo.png")
+    rows = [_sheet_row(cid, truths[cid], verdicts[cid], recognitions.get(cid), frames.get(cid, {})) for cid in ids]
+    if rows:
+        from cde_ros.demo.contact_sheet import save_contact_sheet
+
+        title = (f"cde demo: {model.name}, {summary.get('appearance', '?')} look, seeds {summary.get('seed', '?')}+, "
+                 f"masks {'on' if summary.get('masks') else 'off'}; recognition {summary['recognition_accuracy']}, "
+                 f"verification balanced {summary['verification_balanced_accuracy']}, "
+                 f"no-effect AUROC {summary['no_effect_auroc']}")
+        summary["png"] = str(save_contact_sheet(rows, out_dir / "demo.png", title=title))
     return summary
+
+
+def _sheet_row(cid: str, truth: dict, verdict: dict, recognition: dict | None, frames: dict) -> Any:
+    """One contact-sheet row: the frames the node verified (grey when it verified none) and the texts."""
+    from cde_ros.demo.contact_sheet import SheetRow
+
+    blank = np.full((96, 96, 3), 128, np.uint8)
+    before, after = frames.get("before"), frames.get("after")
+    r = recognition or {}
+    return SheetRow(command_id=cid, before_rgb=before if before is not None else blank,
+                    after_rgb=after if after is not None else blank,
+                    before_mask=frames.get("before_mask") if before is not None else None,
+                    after_mask=frames.get("after_mask") if after is not None else None,
+                    grid=tuple(r["grid"]) if r.get("grid") and all(r["grid"]) else None,
+                    changed_patches=r.get("patches", ()), commanded_action=truth["commanded_action"],
+                    recognised_action=r.get("action"), recognised_confidence=r.get("confidence"),
+                    verdict=verdict["verdict"], reason=verdict["reason"], true_action=truth["true_action"],
+                    verdict_correct=_expected_ok(truth, verdict["verdict"]), effect_magnitude=r.get("effect_magnitude"))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="checkpoint (.safetensors)")
-    parser.add_argument("--episodes", type=int, default=24)
+    parser.add_argument("--episodes", type=int, default=48, help="commands (episodes) to run")
+    parser.add_argument("--seed", type=int, default=1000,
+                        help="first episode seed (episode i is seed+i; the demo model was trained on seeds < 1000)")
+    parser.add_argument("--appearance", choices=("default", "random", "mixed"), default="default",
+                        help="Meta-World's own look, randomised colours/lights/camera, or either per episode")
+    parser.add_argument("--camera", default="object", help="camera of the robot (the demo model saw 'object')")
+    parser.add_argument("--tasks", default="demo", help="task set or comma-separated Meta-World tasks")
+    parser.add_argument("--failures", type=float, default=0.25, help="fraction of commands that fail on purpose")
+    parser.add_argument("--masks", choices=("auto", "on", "off"), default="auto",
+                        help="wire the robot's self-mask to the node (auto: when the model was trained with masks)")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "demo")
-    parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--image-size", type=int, default=96, help="camera resolution (the demo model saw 96 px)")
     args = parser.parse_args()
     if not args.model.exists():
         print(f"no model at {args.model}: train one with scripts/train_demo_model.sh", file=sys.stderr)
         return 2
-    summary = run_demo(args.model, args.episodes, args.out, args.timeout, args.image_size)
+    summary = run_demo(args.model, args.episodes, args.out, args.timeout, args.image_size, args.seed, args.appearance,
+                       args.camera, args.masks, args.tasks, args.failures)
     print("\nsummary:")
     for key, value in summary.items():
         print(f"  {key}: {value}")

@@ -1,12 +1,17 @@
 """A simulated robot for the demo and tests: Meta-World tasks run by their authors' scripted policies.
 
-It publishes camera frames (sensor_msgs/Image rgb8, stamped with the node clock) while the arm moves,
-and announces every command twice over: alternately on the ManipulatorCommand topic and as an action
+Every episode is `cde_core.sim.episode.run_episode`, the code the training-pair generator runs, with the
+same planning (`plan_episode`: failures, appearance), so the frames the perception node verifies are the
+generator's pair of the same (task, seed, appearance). The node only publishes what that code produces:
+camera frames (sensor_msgs/Image rgb8, stamped with the node clock) while the arm moves, and with each frame
+the robot's self-mask (mono8, 255 = robot, same stamp, size and frame_id) on `robot_mask`, as a real
+robot's URDF self-filter would. Before a command it publishes the before frame for `pre_command_s`, after it
+the after frame for `post_command_s`. It announces every command twice over: alternately on the ManipulatorCommand topic and as an action
 server's status (action_msgs/GoalStatusArray on `<server>/_action/status`, keep-last-1, reliable,
 transient-local, with EXECUTING then SUCCEEDED/ABORTED per goal UUID, exactly what rclpy's ActionServer
 publishes: no action type with a goal we could use is installable here, so the status is published
-directly). Some commands fail on purpose (stopped early, no motion); the truth of every command is
-logged and published as JSON on `~/ground_truth`.
+directly). Some commands fail on purpose (stopped early, no motion, another task's motion); the truth of
+every command (its label from `label_episode`) is logged and published as JSON on `~/ground_truth`.
 """
 from __future__ import annotations
 
@@ -17,7 +22,6 @@ import time
 import uuid
 from typing import Any
 
-import numpy as np
 import rclpy
 from action_msgs.msg import GoalInfo, GoalStatus, GoalStatusArray
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -40,16 +44,22 @@ class SimRobotNode(Node):
         self.episodes = int(p("episodes", 12).value)
         self.seed = int(p("seed", 1000).value)
         self.camera = str(p("camera", "object").value)
-        self.image_size = int(p("image_size", 160).value)
+        self.image_size = int(p("image_size", 96).value)
+        self.appearance = str(p("appearance", "default").value)  # default | random | mixed (per episode)
+        self.failure_fraction = float(p("failure_fraction", 0.25).value)
+        self.failure_modes = tuple(m for m in str(p("failure_modes", "stopped_early,no_motion,wrong_task").value)
+                                   .split(",") if m)
+        self.publish_masks = bool(p("publish_masks", True).value)
         self.rate_hz = float(p("rate_hz", 10.0).value)
         self.steps_per_frame = int(p("steps_per_frame", 8).value)
-        self.failure_fraction = float(p("failure_fraction", 0.25).value)
         self.frame_id = str(p("frame_id", "sim_camera").value)
         self.interface = str(p("command_interface", "both").value)  # topic | action | both (alternating)
         self.action_prefix = str(p("action_prefix", "/sim_arm").value)
+        self.pre_s = float(p("pre_command_s", 0.5).value)
         self.settle_s = float(p("post_command_s", 1.0).value)
         self.start_delay_s = float(p("start_delay_s", 1.0).value)
         self.image_pub = self.create_publisher(Image, "image", 5)
+        self.mask_pub = self.create_publisher(Image, "robot_mask", 5)
         self.command_pub = self.create_publisher(ManipulatorCommand, "commands", RELIABLE)
         self.truth_pub = self.create_publisher(String, "~/ground_truth", RELIABLE)
         self.done_pub = self.create_publisher(String, "~/done", RELIABLE)
@@ -59,11 +69,26 @@ class SimRobotNode(Node):
         self.thread.start()
 
     # ------------------------------------------------------------------ publishing
-    def _publish_frame(self, rgb: np.ndarray) -> None:
-        msg = Image(**rgb_to_image_fields(rgb))
-        msg.header.stamp = self.get_clock().now().to_msg()
-        msg.header.frame_id = self.frame_id
+    def _publish_frame(self, frame: Any) -> None:
+        """One camera frame of the episode and its robot mask, with one stamp."""
+        stamp = self.get_clock().now().to_msg()
+        msg = Image(**rgb_to_image_fields(frame.rgb[self.camera]))
+        msg.header.stamp, msg.header.frame_id = stamp, self.frame_id
         self.image_pub.publish(msg)
+        if self.publish_masks:
+            mask = frame.mask[self.camera]
+            height, width = mask.shape
+            self.mask_pub.publish(Image(header=msg.header, height=height, width=width, encoding="mono8",
+                                        is_bigendian=0, step=width, data=mask.tobytes()))
+
+    def _publish_for(self, frame: Any, seconds: float) -> None:
+        """The same state, as a camera at rate_hz sees it, for `seconds`."""
+        for _ in range(max(1, int(seconds * self.rate_hz))):
+            if self._stop.is_set():
+                return
+            t0 = time.monotonic()
+            self._publish_frame(frame)
+            time.sleep(max(0.0, 1.0 / self.rate_hz - (time.monotonic() - t0)))
 
     def _status_pub(self, action: str) -> Any:
         server = f"{self.action_prefix}/{action}"
@@ -86,66 +111,59 @@ class SimRobotNode(Node):
         self.command_pub.publish(msg)
 
     # ------------------------------------------------------------------ episodes
-    def _sleep_frames(self, scene: Any, seconds: float) -> None:
-        for _ in range(max(1, int(seconds * self.rate_hz))):
-            if self._stop.is_set():
-                return
-            t0 = time.monotonic()
-            self._publish_frame(scene.render())
-            time.sleep(max(0.0, 1.0 / self.rate_hz - (time.monotonic() - t0)))
-
     def _run(self) -> None:
+        from cde_core.sim.episode import EpisodeSettings, plan_episode, run_episode
         from cde_core.sim.scene import MetaWorldScene, SceneConfig
         from cde_core.sim.tasks import TASKS, resolve_tasks
 
         tasks = resolve_tasks(self.tasks)
-        rng = np.random.default_rng(self.seed)
+        settings = EpisodeSettings(frame_every=self.steps_per_frame)
+        scenes: dict[str, Any] = {}  # one scene per task, reset per episode (same pixels as a fresh one)
         time.sleep(self.start_delay_s)  # let subscribers discover us
-        for index in range(self.episodes):
-            if self._stop.is_set():
-                break
-            task = tasks[index % len(tasks)]
-            cell = TASKS[task]
-            failure = None
-            if cell.action != "none" and rng.random() < self.failure_fraction:
-                failure = "stopped_early" if rng.random() < 0.5 else "no_motion"
-            scene = MetaWorldScene(SceneConfig(task, self.seed + index, (self.camera,), self.image_size))
-            via_action = self.interface == "action" or (self.interface == "both" and index % 2 == 1)
-            goal = uuid.uuid4().bytes
-            command_id = (f"{self.action_prefix}/{cell.action}/{goal.hex()}" if via_action
-                          else f"cmd-{index:04d}")
-            self._sleep_frames(scene, 0.5)
-            accepted = self.get_clock().now().to_msg()
-            start_pos = scene.object_position
-            self._announce(via_action, command_id, goal, cell.action, cell.object, 0, accepted)
-            steps = 0
-            limit = int(rng.integers(3, 12)) if failure == "stopped_early" else 400
-            while not self._stop.is_set() and steps < limit and not (failure is None and scene.success):
-                t0 = time.monotonic()
-                for _ in range(self.steps_per_frame):
-                    if failure == "no_motion":
-                        scene.hold()
-                    else:
-                        scene.step()
-                    steps += 1
-                self._publish_frame(scene.render())
-                time.sleep(max(0.0, 1.0 / self.rate_hz - (time.monotonic() - t0)))
-            for _ in range(15):
-                scene.hold()
-            scene.move_hand_clear()
-            moved = float(np.linalg.norm(scene.object_position - start_pos))
-            happened = cell.action != "none" and scene.success and failure is None
-            true_action = cell.action if (happened or (cell.action != "none" and moved >= 0.01)) else "none"
-            self._publish_frame(scene.render())
-            self._announce(via_action, command_id, goal, cell.action, cell.object,
-                           2 if failure == "stopped_early" else 1, accepted)
-            truth = {"command_id": command_id, "index": index, "task": task, "object": cell.object,
-                     "commanded_action": cell.action, "true_action": true_action, "effect_happened": happened,
-                     "failure": failure, "interface": "action" if via_action else "topic", "moved_m": moved}
-            self.get_logger().info(f"ground truth: {json.dumps(truth)}")
-            self.truth_pub.publish(String(data=json.dumps(truth)))
-            self._sleep_frames(scene, self.settle_s)
-            scene.close()
+        try:
+            for index in range(self.episodes):
+                if self._stop.is_set():
+                    break
+                task = tasks[index % len(tasks)]
+                cell = TASKS[task]
+                spec = plan_episode(task, self.seed + index, self.failure_fraction, self.appearance,
+                                    self.failure_modes)
+                if task not in scenes:
+                    scenes[task] = MetaWorldScene(SceneConfig(task, spec.seed, (self.camera,), self.image_size))
+                via_action = self.interface == "action" or (self.interface == "both" and index % 2 == 1)
+                goal = uuid.uuid4().bytes
+                command_id = f"{self.action_prefix}/{cell.action}/{goal.hex()}" if via_action else f"cmd-{index:04d}"
+                accepted: list[Any] = []
+
+                def on_frame(frame: Any) -> bool:
+                    if frame.phase == "before":  # the scene at rest before the command, then the command
+                        self._publish_for(frame, self.pre_s)
+                        accepted.append(self.get_clock().now().to_msg())
+                        self._announce(via_action, command_id, goal, cell.action, cell.object, 0, accepted[0])
+                    elif frame.phase == "moving":
+                        t0 = time.monotonic()
+                        self._publish_frame(frame)
+                        time.sleep(max(0.0, 1.0 / self.rate_hz - (time.monotonic() - t0)))
+                    else:  # "after": the scene at rest once the command is over
+                        self._publish_frame(frame)
+                    return self._stop.is_set()
+
+                outcome = run_episode(scenes[task], spec, settings, on_frame, moving_frames=True)
+                self._announce(via_action, command_id, goal, cell.action, cell.object,
+                               2 if spec.failure == "stopped_early" else 1, accepted[0])
+                label = outcome.label
+                truth = {"command_id": command_id, "index": index, "task": task, "seed": spec.seed,
+                         "object": cell.object, "appearance": spec.appearance, "camera": self.camera,
+                         "commanded_action": cell.action, "true_action": label[0] if label else None,
+                         "effect_happened": bool(label[2]) if label else False, "failure": spec.failure,
+                         "interface": "action" if via_action else "topic", "moved_m": outcome.moved_m}
+                self.get_logger().info(f"ground truth: {json.dumps(truth)}")
+                self.truth_pub.publish(String(data=json.dumps(truth)))
+                assert outcome.after is not None
+                self._publish_for(outcome.after, self.settle_s)
+        finally:
+            for scene in scenes.values():
+                scene.close()
         self.done_pub.publish(String(data="done"))
         self.get_logger().info("all episodes done")
 
