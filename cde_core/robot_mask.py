@@ -8,7 +8,7 @@ in both frames, and a patch that is mostly robot never enters Top-K (its patch d
 
 Everything happens at the model's input size S: frames are resized to S x S first (the compact form the
 node keeps for a command's before frame), masks are resized conservatively (a model pixel is robot when any
-camera pixel under it is), then the union is filled.
+camera pixel under its resize filter is), then the union is filled.
 """
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def prepare_frame(rgb: np.ndarray, size: int) -> np.ndarray:
 
 def prepare_mask(mask: np.ndarray, size: int, frame_shape: tuple[int, ...] | None = None) -> np.ndarray:
     """HxW mask (bool, or uint8 with nonzero = robot) -> S x S bool; a model pixel is robot when any camera
-    pixel in its footprint is (a box filter, then > 0). `frame_shape` (the frame's HxW...) must match."""
+    pixel that the frame's bilinear resize reads for it is. `frame_shape` (the frame's HxW...) must match."""
     from PIL import Image
 
     mask = np.asarray(mask)
@@ -63,8 +63,10 @@ def prepare_mask(mask: np.ndarray, size: int, frame_shape: tuple[int, ...] | Non
     robot = mask > 0
     if robot.shape == (size, size):
         return robot
-    scaled = Image.fromarray(robot.astype(np.uint8) * 255).resize((size, size), Image.BOX)
-    return np.asarray(scaled) > 0
+    # The same filter as the frame's resize: a model pixel whose bilinear support touches a robot pixel is
+    # robot, so no arm colour leaks into the pixels left unfilled (float image: no weight rounds to 0).
+    scaled = Image.fromarray(robot.astype(np.float32), mode="F").resize((size, size), Image.BILINEAR)
+    return np.asarray(scaled) > 1e-6
 
 
 def neutral_fill(mean: tuple[float, float, float]) -> np.ndarray:

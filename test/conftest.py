@@ -27,9 +27,10 @@ def ros_domain_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     return env
 
 
-def write_tiny_node_model(directory: Path, name: str = "m", onnx: bool = True) -> Path:
+def write_tiny_node_model(directory: Path, name: str = "m", onnx: bool = True, robot_mask: str = "none") -> Path:
     """The tiny 3-class CDE model (close / none / open, 32 px, no calibration thresholds) the ROS tests
-    load: its checkpoint, and with `onnx` its ONNX export beside it. Returns the file the node loads."""
+    load: its checkpoint, and with `onnx` its ONNX export beside it. Returns the file the node loads.
+    `robot_mask` "union": a model that takes robot masks (as one trained with data.robot_mask=union)."""
     from cde_core.checkpoint import ModelMeta, save_checkpoint
     from cde_core.export.onnx_export import export_onnx
     from cde_core.models import create_model
@@ -38,7 +39,7 @@ def write_tiny_node_model(directory: Path, name: str = "m", onnx: bool = True) -
 
     torch.manual_seed(0)
     model = create_model("cde", num_classes=3, backbone="cde_vit_test", img_size=32, latent_dim=16)
-    meta = ModelMeta(model.config, ["close", "none", "open"], Preprocessing(img_size=32),
+    meta = ModelMeta(model.config, ["close", "none", "open"], Preprocessing(img_size=32, robot_mask=robot_mask),
                      Calibration(no_effect_magnitude=0.0, min_confidence=0.0))
     checkpoint = save_checkpoint(directory / f"{name}.safetensors", model, meta)
     return export_onnx(checkpoint, directory / f"{name}.onnx").index if onnx else checkpoint

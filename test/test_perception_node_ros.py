@@ -125,6 +125,13 @@ class Harness:
         param = Parameter(name=name, value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value))
         return self.call(SetParameters, "set_parameters", SetParameters.Request(parameters=[param])).results[0]
 
+    def set_parameter_bool(self, name: str, value: bool) -> Any:
+        from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+        from rcl_interfaces.srv import SetParameters
+
+        param = Parameter(name=name, value=ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=value))
+        return self.call(SetParameters, "set_parameters", SetParameters.Request(parameters=[param])).results[0]
+
     def state(self) -> str:
         from lifecycle_msgs.srv import GetState
 

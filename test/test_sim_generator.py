@@ -18,8 +18,9 @@ def _episode(task: str, seed: int, failure: str | None = None, **kw):
     from cde_core.sim.generator import EpisodeSpec, GenerationConfig, run_episodes
 
     out = Path(tempfile.mkdtemp())
-    cfg = GenerationConfig(tasks=task, cameras=("corner3",), size=64, **kw)
-    (result,) = run_episodes([EpisodeSpec(task, seed, failure)], cfg, out)
+    appearance = kw.pop("appearance", "random")
+    cfg = GenerationConfig(tasks=task, cameras=("object",), size=64, **kw)
+    (result,) = run_episodes([EpisodeSpec(task, seed, failure, appearance=appearance)], cfg, out)
     return result, out
 
 
@@ -69,3 +70,45 @@ def test_cli_generate_tiny(tmp_path: Path) -> None:
     assert generation["pairs"] == len(rows) and generation["config"]["size"] == 48
     for r in rows:
         assert (out / r["before"]).exists() and (out / r["after"]).exists()
+
+
+def test_every_frame_has_a_robot_mask_that_covers_the_arm_and_not_the_object() -> None:
+    result, out = _episode("drawer-open-v3", 1)
+    row = result.records[0]
+    before, mask = _pixels(result, out, "before"), _pixels(result, out, "before_mask")
+    assert mask.shape == before.shape[:2] and set(np.unique(mask)) <= {0, 255}
+    assert 0.02 < (mask > 0).mean() < 0.6  # the arm is in view, the scene is not all arm
+    assert row.appearance == "random" and row.after_mask.endswith("_after_mask.png")
+    # in the default look the Sawyer is red and the drawer green: red pixels are masked, green ones are not
+    default, out_d = _episode("drawer-open-v3", 1, appearance="default")
+    before_d, mask_d = _pixels(default, out_d, "before"), _pixels(default, out_d, "before_mask")
+    red = (before_d[..., 0] > 120) & (before_d[..., 1] < 60) & (before_d[..., 2] < 60)
+    green = (before_d[..., 1] > 120) & (before_d[..., 0] < 120) & (before_d[..., 2] < 120)
+    assert red.sum() > 20 and (mask_d[red] > 0).mean() > 0.9
+    assert green.sum() > 20 and (mask_d[green] > 0).mean() < 0.1
+
+
+def test_mixed_appearance_draws_both_looks_per_episode_deterministically() -> None:
+    from cde_core.sim.episode import plan_episode
+
+    looks = [plan_episode("drawer-open-v3", seed, 0.0, "mixed").appearance for seed in range(40)]
+    assert {"default", "random"} == set(looks)
+    assert looks == [plan_episode("drawer-open-v3", seed, 0.0, "mixed").appearance for seed in range(40)]
+    with pytest.raises(ValueError, match="appearance"):
+        plan_episode("drawer-open-v3", 0, 0.0, "sepia")
+
+
+def test_cli_merge_links_files_and_assigns_fresh_splits(tmp_path: Path) -> None:
+    common = ["--tasks", "drawer-open-v3,drawer-close-v3,reach-v3", "--size", "32", "--cameras", "object",
+              "--workers", "1", "--failures", "0", "--no-progress"]
+    assert cde(["sim", "generate", *common, "--seeds", "0:2", "--out", str(tmp_path / "a")]) == 0
+    assert cde(["sim", "generate", *common, "--seeds", "2:4", "--appearance", "default", "--out", str(tmp_path / "b")]) == 0
+    assert cde(["data", "merge", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "m")]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "m" / "manifest.jsonl").read_text().splitlines()]
+    assert len(rows) == 12 and {r["seed"] for r in rows} == {0, 1, 2, 3}
+    for r in rows:
+        for name in ("before", "after", "before_mask", "after_mask"):
+            assert (tmp_path / "m" / r[name]).is_file() and r[name].startswith("images/")
+    assert all("iid_0" in r["splits"] for r in rows)
+    # the same ids twice are refused
+    assert cde(["data", "merge", str(tmp_path / "a"), str(tmp_path / "a"), "--out", str(tmp_path / "x")]) == 2

@@ -1,0 +1,95 @@
+"""The demo robot and the perception node over DDS, on Meta-World episodes: the frames the node verifies are
+the generator's pair of the same episode (one episode definition), and the shipped demo model keeps verifying
+a fixed-seed episode set (a guard against regressions, not a timing test)."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import write_tiny_node_model
+from ros_harness import REPO_ROOT, TestNode, fresh_domain, start_node, stop_node, wait_for
+from test_perception_node_ros import allow_dirs_args
+
+pytestmark = [pytest.mark.ros, pytest.mark.sim, pytest.mark.slow]
+TASK, SEED = "drawer-open-v3", 1000
+
+
+def _stamp(t) -> int:
+    return int(t.sec) * 1_000_000_000 + int(t.nanosec)
+
+
+def test_the_node_verifies_the_generators_pair_and_masks_of_the_same_episode(tmp_path: Path) -> None:
+    from PIL import Image as PILImage
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    from cde_core.sim.episode import plan_episode
+    from cde_core.sim.generator import GenerationConfig, run_episodes
+    from cde_ros.image_conversion import message_to_rgb
+    from cde_ros.mask_conversion import mask_from_message
+    from cde_ros.msg import ActionRecognition, EffectVerification
+
+    spec = plan_episode(TASK, SEED, 0.0, "random")
+    (generated,) = run_episodes([spec], GenerationConfig(tasks=TASK, cameras=("object",), size=64), tmp_path / "gen")
+    (record,) = generated.records
+    expected = {name: np.asarray(PILImage.open(tmp_path / "gen" / getattr(record, name)))
+                for name in ("before", "after", "before_mask", "after_mask")}
+
+    model = write_tiny_node_model(tmp_path, robot_mask="union")
+    domain = fresh_domain()
+    dirs = [str(tmp_path)]
+    node = start_node("cde_ros.perception_node", domain, [
+        "--params-file", str(REPO_ROOT / "config" / "perception.yaml"), "-p", f"model_path:={model}",
+        "-p", "robot_mask_topic:=/robot_mask", "-p", "image_qos:=reliable", "-p", "image_qos_depth:=50",
+        *allow_dirs_args(dirs, dirs), "-r", "__node:=cde_perception"], tmp_path / "node.log")
+    t = TestNode("demo_live_test")
+    reliable = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
+    images, masks = t.collect(Image, "/image", reliable), t.collect(Image, "/robot_mask", reliable)
+    recognitions = t.collect(ActionRecognition, "/cde_perception/action_recognition", reliable)
+    verifications = t.collect(EffectVerification, "/cde_perception/effect_verification", reliable)
+    robot = None
+    try:
+        wait_for(lambda: "robot mask union" in (tmp_path / "node.log").read_text(), 30, "the node's model")
+        robot = start_node("cde_ros.demo.robot_node", domain, [
+            "-p", "episodes:=1", f"-p", f"tasks:={TASK}", "-p", f"seed:={SEED}", "-p", "appearance:=random",
+            "-p", "failure_fraction:=0.0", "-p", "image_size:=64", "-p", "start_delay_s:=3.0",
+            "-p", "command_interface:=topic", "-r", "__node:=sim_robot"], tmp_path / "robot.log")
+        wait_for(lambda: len(verifications) > 0, 120, "the verification of the robot's command")
+        time.sleep(0.5)
+        assert verifications[0].verdict_name != "uncertain", verifications[0].reason
+        (rec,) = list(recognitions)
+        by_stamp = {kind: {_stamp(m.header.stamp): m for m in list(seen)} for kind, seen in
+                    (("image", images), ("mask", masks))}
+        before, after = _stamp(rec.before_stamp), _stamp(rec.after_stamp)
+        # pixel-equal to the generator's PNGs of the same (task, seed, appearance)
+        np.testing.assert_array_equal(message_to_rgb(by_stamp["image"][before]), expected["before"])
+        np.testing.assert_array_equal(message_to_rgb(by_stamp["image"][after]), expected["after"])
+        np.testing.assert_array_equal(mask_from_message(by_stamp["mask"][before]), expected["before_mask"])
+        np.testing.assert_array_equal(mask_from_message(by_stamp["mask"][after]), expected["after_mask"])
+        assert (expected["before_mask"] > 0).mean() > 0.02  # the arm is in view, and masked
+    finally:
+        t.close()
+        if robot is not None:
+            stop_node(robot)
+        stop_node(node)
+
+
+# How many of the fixed-seed episodes the shipped model must get right (measured: see README "Demo").
+SHIPPED_MODEL_EPISODES = 8
+SHIPPED_MODEL_MIN_CORRECT = 7
+
+
+def test_the_shipped_demo_model_verifies_a_fixed_seed_episode_set_live(tmp_path: Path) -> None:
+    from cde_ros.demo.orchestrator import DEFAULT_MODEL, _expected_ok, run_demo
+
+    summary = run_demo(DEFAULT_MODEL, SHIPPED_MODEL_EPISODES, tmp_path, timeout_s=300, seed=1000,
+                       appearance="default", quiet=True)
+    assert summary["verdicts"] == summary["commands"] == SHIPPED_MODEL_EPISODES, summary["missing_verdicts"]
+    data = json.loads((tmp_path / "summary.json").read_text())
+    correct = sum(_expected_ok(data["truths"][c], data["verdicts"][c]["verdict"]) for c in data["truths"])
+    assert correct >= SHIPPED_MODEL_MIN_CORRECT, (correct, summary)
+    assert Path(summary["png"]).is_file()
