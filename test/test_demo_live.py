@@ -55,7 +55,7 @@ def test_the_node_verifies_the_generators_pair_and_masks_of_the_same_episode(tmp
     try:
         wait_for(lambda: "robot mask union" in (tmp_path / "node.log").read_text(), 30, "the node's model")
         robot = start_node("cde_ros.demo.robot_node", domain, [
-            "-p", "episodes:=1", f"-p", f"tasks:={TASK}", "-p", f"seed:={SEED}", "-p", "appearance:=random",
+            "-p", "episodes:=1", "-p", f"tasks:={TASK}", "-p", f"seed:={SEED}", "-p", "appearance:=random",
             "-p", "failure_fraction:=0.0", "-p", "image_size:=64", "-p", "start_delay_s:=3.0",
             "-p", "command_interface:=topic", "-r", "__node:=sim_robot"], tmp_path / "robot.log")
         wait_for(lambda: len(verifications) > 0, 120, "the verification of the robot's command")
