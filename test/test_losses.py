@@ -87,3 +87,18 @@ def test_icm_needs_objects() -> None:
     out = {"logits": torch.randn(2, 3), "critic_logits": torch.randn(2, 4)}
     with pytest.raises(ValueError, match="object labels"):
         PairCriterion(LossWeights(icm=1.0))(out, torch.tensor([0, 1]))
+
+
+def test_supcon_leaves_out_zero_length_deltas_instead_of_exploding_their_gradient() -> None:
+    """Masked-out patches have exactly zero deltas; normalising them gave gradients of ~1e12 and a collapse."""
+    torch.manual_seed(0)
+    deltas = torch.randn(6, 8)
+    deltas[4:] = 0.0  # two masked patches
+    deltas.requires_grad_(True)
+    labels = torch.tensor([0, 0, 1, 1, 0, 1])
+    loss = supervised_contrastive_loss(deltas, labels)
+    loss.backward()
+    assert torch.isfinite(loss) and deltas.grad[4:].abs().max() == 0 and deltas.grad.abs().max() < 100
+    reference = supervised_contrastive_loss(deltas[:4].detach(), labels[:4])
+    assert float(loss) == pytest.approx(float(reference), rel=1e-6)
+    assert float(supervised_contrastive_loss(torch.zeros(3, 8), torch.tensor([0, 0, 1]))) == 0.0

@@ -10,15 +10,26 @@ import torch
 import torch.nn.functional as F
 
 
+MIN_NORM = 1e-6
+
+
 def supervised_contrastive_loss(features: torch.Tensor, labels: torch.Tensor,
-                                temperature: float = 0.1) -> torch.Tensor:
+                                temperature: float = 0.1, min_norm: float = MIN_NORM) -> torch.Tensor:
     """Mean over anchors that have at least one positive of -mean_p log softmax_a(sim(a, p) / T).
 
-    features [N, L], labels [N]. Returns 0 (with a graph) when no anchor has a positive.
+    features [N, L], labels [N]. Rows shorter than `min_norm` are left out: a delta of (almost) no length has
+    no direction, and normalising it multiplies its gradient by up to 1/eps (1e12). Masked-out patches have
+    exactly zero deltas (robot_mask.py), and with them in the term training collapsed to one class.
+    Returns 0 (with a graph) when no anchor has a positive.
     """
     if features.ndim != 2 or labels.shape != features.shape[:1]:
         raise ValueError(f"features [N,L] and labels [N] expected, got {tuple(features.shape)}, "
                          f"{tuple(labels.shape)}")
+    keep = features.float().norm(dim=-1) > min_norm
+    if not bool(keep.all()):
+        if int(keep.sum()) < 2:
+            return features.sum() * 0.0
+        features, labels = features[keep], labels[keep]
     z = F.normalize(features.float(), dim=-1)
     logits = z @ z.T / temperature
     n = z.shape[0]
