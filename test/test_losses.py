@@ -102,3 +102,17 @@ def test_supcon_leaves_out_zero_length_deltas_instead_of_exploding_their_gradien
     reference = supervised_contrastive_loss(deltas[:4].detach(), labels[:4])
     assert float(loss) == pytest.approx(float(reference), rel=1e-6)
     assert float(supervised_contrastive_loss(torch.zeros(3, 8), torch.tensor([0, 0, 1]))) == 0.0
+
+
+def test_the_no_change_class_is_left_out_of_supcon() -> None:
+    """'Nothing happened' has no direction: its deltas are not pulled together (they collapsed training)."""
+    torch.manual_seed(1)
+    out = {"global_logits": torch.randn(6, 3), "delta_global": torch.randn(6, 8)}
+    labels = torch.tensor([0, 0, 2, 2, 1, 1])  # class 1 = none
+    weights = LossWeights(ce=1.0, contrast=1.0, sparsity=0.0)
+    _, with_none = PairCriterion(weights)(out, labels)
+    _, without = PairCriterion(weights, no_change_index=1)(out, labels)
+    changed = labels != 1
+    expected = supervised_contrastive_loss(out["delta_global"][changed], labels[changed], weights.temperature)
+    assert without["contrast"] == pytest.approx(float(expected), rel=1e-6)
+    assert with_none["contrast"] != pytest.approx(without["contrast"], rel=1e-3)

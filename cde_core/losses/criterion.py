@@ -33,10 +33,16 @@ class LossWeights:
 
 
 class PairCriterion:
-    """Combines the loss terms; returns the total and each weighted part for logging."""
+    """Combines the loss terms; returns the total and each weighted part for logging.
 
-    def __init__(self, weights: LossWeights | None = None) -> None:
+    `no_change_index`: the class meaning "nothing happened" is left out of SupCon. Its deltas should have no
+    length (L1 and the no-effect threshold see to that), so they have no direction to agree on; with the robot
+    masked out they are ~0, and pulling their normalised directions together amplified noise by 1/|delta| and
+    collapsed training to one class."""
+
+    def __init__(self, weights: LossWeights | None = None, no_change_index: int | None = None) -> None:
         self.weights = weights or LossWeights()
+        self.no_change_index = no_change_index
 
     def __call__(self, out: dict[str, Any], labels: torch.Tensor,
                  objects: torch.Tensor | None = None, model: Any = None) -> tuple[torch.Tensor, dict[str, float]]:
@@ -60,8 +66,11 @@ class PairCriterion:
         else:
             terms["ce"] = F.cross_entropy(out["logits"].float(), labels)
         if deltas and w.contrast > 0:
-            terms["contrast"] = supervised_contrastive_loss(torch.cat(deltas), torch.cat(delta_labels),
-                                                            w.temperature)
+            features, feature_labels = torch.cat(deltas), torch.cat(delta_labels)
+            if self.no_change_index is not None:
+                changed = feature_labels != self.no_change_index
+                features, feature_labels = features[changed], feature_labels[changed]
+            terms["contrast"] = supervised_contrastive_loss(features, feature_labels, w.temperature)
         if deltas and w.sparsity > 0:
             terms["sparsity"] = l1_sparsity(torch.cat(deltas).float(), w.l1_reduction)
         if w.icm > 0 and "critic_logits" in out:

@@ -140,7 +140,8 @@ class Trainer:
         self.datasets = {role: PairDataset(root, recs, self.class_names, self.objects, self.preprocessing,
                                            cache=config.data.cache, grid=self.model.grid_size)
                          for role, recs in self.roles.items()}
-        self.criterion = PairCriterion(copy.copy(config.loss))
+        self.criterion = PairCriterion(copy.copy(config.loss), no_change_index=(
+            self.class_names.index(NO_CHANGE) if NO_CHANGE in self.class_names else None))
         if not mc.name.startswith("cde") and (config.loss.contrast > 0 or config.loss.sparsity > 0):
             _LOG.warning("loss.contrast/loss.sparsity act on CDE deltas only; %s trains without them", mc.name)
         self.out = Path(config.out)
