@@ -18,11 +18,11 @@ if [ ! -f "$DATA/manifest.jsonl" ]; then
   cde data merge runs/demo_data_mixed runs/demo_data_random --out "$DATA"
 fi
 if [ "$MASK" != "union" ]; then
-  cde train cde_core/configs/demo_metaworld.yaml "data.root=$DATA" "data.robot_mask=$MASK" "out=runs/demo_model_$MASK"
+  cde train cde_core/configs/demo_model.yaml "data.root=$DATA" "data.robot_mask=$MASK" "out=runs/demo_model_$MASK"
   echo "wrote runs/demo_model_$MASK/model.safetensors"
   exit 0
 fi
-cde train cde_core/configs/demo_metaworld.yaml "data.root=$DATA" out=runs/demo_model
+cde train cde_core/configs/demo_model.yaml "data.root=$DATA" out=runs/demo_model
 mkdir -p models/demo
 cp runs/demo_model/model.safetensors models/demo/cde_demo.safetensors
 cp runs/demo_model/metrics.json models/demo/cde_demo.metrics.json
