@@ -2,8 +2,10 @@
 
 What is written, per episode (topics in `TOPICS`): the before and after camera frames (as received, or
 re-encoded to JPEG/PNG CompressedImage when `image_format` says so; compressed frames go to
-`<topic>/compressed`, image_transport's naming), the command events (cde_ros/ManipulatorCommand), the
-ActionRecognition and the EffectVerification; labels (EpisodeLabel) whenever they arrive. The
+`<topic>/compressed`, image_transport's naming), the robot self-masks of those frames when the node has
+them (mono8 Image, always raw whatever `image_format` says: a JPEG'd mask is no longer a mask), the
+command events (cde_ros/ManipulatorCommand), the ActionRecognition and the EffectVerification; labels
+(EpisodeLabel) whenever they arrive. The
 package's .msg definitions are registered in the bag's typestore, so every MCAP file carries their
 text as schemas and any reader (rosbags, the `mcap` package's ROS 2 decoder, ros2 bag) decodes them.
 
@@ -58,11 +60,15 @@ _log = logging.getLogger(__name__)
 
 PACKAGE = "cde_ros"
 MESSAGE_NAMES = ("ManipulatorCommand", "ActionRecognition", "EffectVerification", "EpisodeLabel")
-LAYOUT = "cde-episodes/1"  # custom_data["cde.layout"]: one episode (or label batch) per .mcap file
+# custom_data["cde.layout"]: one episode (or label batch) per .mcap file. The mask topics are optional
+# additions, so bags with or without them share this layout (cde_core/data/bag_import.py reads both).
+LAYOUT = "cde-episodes/1"
 
 TOPICS = {
     "before": "/cde/episode/before",
     "after": "/cde/episode/after",
+    "before_mask": "/cde/episode/before_mask",  # robot self-masks: raw sensor_msgs/Image, never compressed
+    "after_mask": "/cde/episode/after_mask",
     "command": "/cde/episode/command",
     "recognition": "/cde/episode/recognition",
     "verification": "/cde/episode/verification",
@@ -351,15 +357,24 @@ class EpisodeRecorder:
                        after: Image | CompressedImage | None,
                        commands: Sequence[CommandEvent | ManipulatorCommand] = (),
                        recognition: ActionRecognition | None = None,
-                       verification: EffectVerification | None = None) -> Path | None:
+                       verification: EffectVerification | None = None,
+                       before_mask: Image | None = None, after_mask: Image | None = None) -> Path | None:
         """Write one completed episode as one closed file; returns it, or None while paused after an
-        error. Raises RecordingError when the write fails (then pauses) or after close()."""
+        error. Raises RecordingError when the write fails (then pauses) or after close().
+
+        `before_mask`/`after_mask`: the robot self-masks of the two frames (mono8, as received), stored
+        raw on their own topics so a masked model's training data keeps them bit-exact."""
         if not command_id:
             raise ValueError("record_episode needs the command id")
         items: list[_Item] = [self._item(TOPICS["command"], command_message(c)) for c in commands]
         for role, frame in (("before", before), ("after", after)):
             if frame is not None:
                 items.append(self._frame_item(role, frame))
+        for role, mask in (("before_mask", before_mask), ("after_mask", after_mask)):
+            if mask is not None:
+                if not isinstance(mask, Image):  # a CompressedImage may be lossy: its pixels are no mask
+                    raise TypeError(f"{role} must be a raw sensor_msgs/Image (mono8), got {type(mask).__name__}")
+                items.append(self._item(TOPICS[role], mask))
         for role, msg in (("recognition", recognition), ("verification", verification)):
             if msg is not None:
                 items.append(self._item(TOPICS[role], msg))

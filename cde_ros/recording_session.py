@@ -50,15 +50,18 @@ class RecordingSession:
     # ---------------------------------------------------------------- called by the node's worker
     def record_episode(self, command_id: str, *, before: Any | None, after: Any | None,
                        commands: Sequence[CommandEvent], recognition: Any | None = None,
-                       verification: Any | None = None) -> Path | None:
-        """Write one episode; the file, or None when not written (recording off, paused or failed)."""
+                       verification: Any | None = None, before_mask: Any | None = None,
+                       after_mask: Any | None = None) -> Path | None:
+        """Write one episode (with the frames' robot masks when given); the file, or None when not
+        written (recording off, paused or failed)."""
         with self._lock:
             recorder = self._recorder
             if recorder is None:
                 return None
             try:
                 path = recorder.record_episode(command_id, before=before, after=after, commands=commands,
-                                               recognition=recognition, verification=verification)
+                                               recognition=recognition, verification=verification,
+                                               before_mask=before_mask, after_mask=after_mask)
             except RecordingError as exc:  # already logged by the recorder, which now pauses
                 self._logged_error = str(exc)
                 path = None

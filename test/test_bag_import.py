@@ -94,6 +94,11 @@ def test_imported_images_equal_the_recorded_frames(recorded: tuple[Path, dict[st
             np.testing.assert_array_equal(png(out / getattr(r, role)), by_id[r.id]["_rgb"][role], err_msg=r.id)
     # cmd-003 was recorded as bgr8 with row padding: the channel order and step were honoured
     assert any(r.id == "cmd-003" for r in rows)
+    # bags without mask topics import as before: no mask fields, no mask files, nothing counted
+    assert all(r.before_mask == r.after_mask == "" for r in rows)
+    assert not list((out / "images").glob("*_mask.png"))
+    meta = json.loads((out / "generation.json").read_text())
+    assert meta["masked_pairs"] == 0 and meta["masks_skipped"] == {}
 
 
 def test_weak_and_labelled_only_policies(recorded: tuple[Path, dict[str, dict]], tmp_path: Path) -> None:
@@ -146,3 +151,45 @@ def test_not_a_bag_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(BagImportError, match="cde.layout"):
         import_bags([other], tmp_path / "out")
     assert cde_main(["data", "import", str(tmp_path / "missing"), "--out", str(tmp_path / "out")]) == 1
+
+
+def mono_png(path: Path) -> np.ndarray:
+    with PILImage.open(path) as img:
+        assert img.mode == "L"  # one channel, not the mask replicated into RGB
+        return np.asarray(img)
+
+
+def test_masks_import_as_mono_pngs_and_bad_ones_are_counted(tmp_path: Path) -> None:
+    eps = {
+        "masked": episode(0, masks=True),
+        "masked_8uc1": episode(1, masks=True, mask_encoding="8UC1"),
+        "unmasked": episode(2),
+        "wrong_size": episode(3, masks=True, mask_size=(20, 15)),
+        "wrong_encoding": episode(4, masks=True, mask_encoding="rgb8"),
+        "only_before": episode(5, masks=True),
+    }
+    del eps["only_before"]["after_mask"]
+    with EpisodeRecorder(RecorderConfig(str(tmp_path / "bags"), image_format="png")) as recorder:
+        for ep in eps.values():
+            record(recorder, ep)
+    out = tmp_path / "dataset"
+    assert cde_main(["data", "import", str(tmp_path / "bags"), "--out", str(out)]) == 0
+    rows = {r.id: r for r in read_manifest(out)}
+    assert set(rows) == {ep["command_id"] for ep in eps.values()}  # a bad mask never costs the pair
+    for name in ("masked", "masked_8uc1"):
+        ep = eps[name]
+        r = rows[ep["command_id"]]
+        assert r.before_mask.endswith("_before_mask.png") and r.after_mask.endswith("_after_mask.png")
+        assert r.before_mask.startswith("images/") and r.before_mask != r.after_mask
+        for role in ("before", "after"):
+            np.testing.assert_array_equal(mono_png(out / getattr(r, f"{role}_mask")), ep["_mask"][role], err_msg=name)
+            np.testing.assert_array_equal(png(out / getattr(r, role)), ep["_rgb"][role], err_msg=name)
+    for name in ("unmasked", "wrong_size", "wrong_encoding", "only_before"):
+        r = rows[eps[name]["command_id"]]
+        assert r.before_mask == r.after_mask == "", name
+    assert len(list((out / "images").glob("*_mask.png"))) == 4  # no stray file from a skipped pair
+    meta = json.loads((out / "generation.json").read_text())
+    assert meta["pairs"] == 6 and meta["skipped"] == {}
+    assert meta["masked_pairs"] == 2
+    assert meta["masks_skipped"] == {"mask size differs from its frame": 1, "mask encoding not mono8/8UC1": 1,
+                                     "only one of the before/after masks": 1}

@@ -50,10 +50,25 @@ def frame(seed: int, stamp_ns: int, width: int = 40, height: int = 30, encoding:
     return msg, rgb
 
 
+def mask(seed: int, header: Any, width: int = 40, height: int = 30,
+         encoding: str = "mono8") -> tuple[Image, np.ndarray]:
+    """A robot self-mask (255 = robot, plus a few odd values that must survive as recorded) with row
+    padding (step > width), stamped like its frame, and the HxW values it holds."""
+    values = np.where(np.random.default_rng(1000 + seed).random((height, width)) < 0.3, 255, 0).astype(np.uint8)
+    values[0, :3] = (1, 128, 254)  # not a binary mask: "values as recorded", no thresholding on the way
+    step = width + 3
+    rows = np.full((height, step), 77, np.uint8)  # padding bytes that must not leak into the mask
+    rows[:, :width] = values
+    msg = Image(header=header, width=width, height=height, encoding=encoding, step=step, data=rows.tobytes())
+    return msg, values
+
+
 def episode(index: int, commanded: str = "open", recognised: str | None = "open", verdict: int = 0,
             obj: str = "drawer", size: tuple[int, int] = (40, 30), encoding: str = "rgb8",
-            smooth: bool = False) -> dict[str, Any]:
-    """Keyword arguments of record_episode for one episode, plus the RGB frames under '_rgb'."""
+            smooth: bool = False, masks: bool = False, mask_size: tuple[int, int] | None = None,
+            mask_encoding: str = "mono8") -> dict[str, Any]:
+    """Keyword arguments of record_episode for one episode, plus the RGB frames under '_rgb' (and with
+    `masks`, the robot masks, of `mask_size` or the frames' size, and their values under '_mask')."""
     cid = f"cmd-{index:03d}"
     t0 = (100 + 10 * index) * S
     before, before_rgb = frame(2 * index, t0 - S // 10, *size, encoding=encoding, smooth=smooth)
@@ -73,8 +88,14 @@ def episode(index: int, commanded: str = "open", recognised: str | None = "open"
                                                                      "uncertain"][verdict],
                                       confidence=0.75, reason=f"reason {index}")
     verification.header = after.header
-    return dict(command_id=cid, before=before, after=after, commands=commands, recognition=recognition,
-                verification=verification, _rgb={"before": before_rgb, "after": after_rgb})
+    ep = dict(command_id=cid, before=before, after=after, commands=commands, recognition=recognition,
+              verification=verification, _rgb={"before": before_rgb, "after": after_rgb})
+    if masks:
+        ep["_mask"] = {}
+        for role, image in (("before", before), ("after", after)):
+            ep[f"{role}_mask"], ep["_mask"][role] = mask(2 * index + (role == "after"), image.header,
+                                                         *(mask_size or size), encoding=mask_encoding)
+    return ep
 
 
 def record(recorder: EpisodeRecorder, ep: dict[str, Any]) -> Path | None:
@@ -177,6 +198,65 @@ def test_raw_episodes_read_back_by_rosbags_and_mcap(config: RecorderConfig) -> N
         assert phases == sorted((f"cmd-{i:03d}", p, "open", "drawer") for i in range(3) for p in (0, 1)), name
         assert set(labels) == {"cmd-001"} and labels["cmd-001"].true_action == "close"
         assert labels["cmd-001"].effect_happened is False and labels["cmd-001"].annotator == "op"
+
+
+@pytest.mark.parametrize("fmt", ["raw", "jpeg"])
+def test_masks_are_recorded_raw_and_read_back(tmp_path: Path, fmt: str) -> None:
+    episodes = [episode(i, masks=True, smooth=True) for i in range(2)] + [episode(2)]  # the last one unmasked
+    with EpisodeRecorder(RecorderConfig(str(tmp_path), image_format=fmt)) as recorder:
+        for ep in episodes:
+            record(recorder, ep)
+    bags = bags_under(tmp_path)
+    info = YAML(typ="safe").load((bags[0] / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    types = {t["topic_metadata"]["name"]: t["topic_metadata"]["type"] for t in info["topics_with_message_count"]}
+    counts = {t["topic_metadata"]["name"]: t["message_count"] for t in info["topics_with_message_count"]}
+    assert info["custom_data"]["cde.layout"] == "cde-episodes/1"  # an addition: the layout is unchanged
+    for role in ("before_mask", "after_mask"):
+        assert TOPICS[role] == f"/cde/episode/{role}"
+        assert types[TOPICS[role]] == "sensor_msgs/msg/Image" and counts[TOPICS[role]] == 2
+        assert TOPICS[role] + "/compressed" not in types  # never re-encoded, even in jpeg mode
+    frame_topic = TOPICS["before"] + ("/compressed" if fmt == "jpeg" else "")
+    assert counts[frame_topic] == 3
+    for name, messages in (("rosbags", [(t, m) for t, _, m in read_rosbags(bags)]), ("mcap", read_mcap(bags))):
+        for role in ("before", "after"):
+            masks = [m for t, m in messages if t == TOPICS[f"{role}_mask"]]
+            assert len(masks) == 2, name
+            for msg, ep in zip(masks, episodes):
+                assert (msg.encoding, msg.width, msg.height, msg.step) == ("mono8", 40, 30, 43), name
+                assert msg.header.frame_id == "cam"
+                assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (ep[role].header.stamp.sec,
+                                                                            ep[role].header.stamp.nanosec)
+                data = np.frombuffer(bytes(msg.data), np.uint8).reshape(30, 43)
+                np.testing.assert_array_equal(data[:, :40], ep["_mask"][role], err_msg=name)
+                assert (data[:, 40:] == 77).all()  # the message as received, padding included
+
+
+def test_a_compressed_mask_is_refused(config: RecorderConfig) -> None:
+    from sensor_msgs.msg import CompressedImage
+
+    ep = episode(0)
+    ep["before_mask"] = CompressedImage(header=ep["before"].header, format="png", data=b"\x89PNG")
+    ep["after_mask"] = ep["before_mask"]
+    with EpisodeRecorder(config) as recorder, pytest.raises(TypeError, match="before_mask must be a raw"):
+        record(recorder, ep)
+    assert not bags_under(Path(config.directory))  # nothing half-written
+
+
+def test_recording_session_passes_the_masks_through(tmp_path: Path) -> None:
+    from cde_ros.recording_session import RecordingSession
+
+    ep = episode(0, masks=True)
+    session = RecordingSession(RecorderConfig(str(tmp_path)))
+    try:
+        path = session.record_episode(**{k: v for k, v in ep.items() if not k.startswith("_")})
+    finally:
+        session.close()
+    assert path is not None and path.is_file()
+    messages = read_rosbags(bags_under(tmp_path))
+    for role in ("before", "after"):
+        (msg,) = [m for t, _, m in messages if t == TOPICS[f"{role}_mask"]]
+        data = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)[:, :msg.width]
+        np.testing.assert_array_equal(data, ep["_mask"][role])
 
 
 def test_metadata_counts_and_type_hashes_match_rosidl(config: RecorderConfig) -> None:

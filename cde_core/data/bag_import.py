@@ -2,7 +2,14 @@
 
 Input: bags written by cde_ros's EpisodeRecorder (rosbag2 directories of MCAP files, one episode or a
 batch of labels per file, `custom_data["cde.layout"] == "cde-episodes/1"`), or directories holding
-them. Only the files a bag's metadata.yaml lists are read (a kill -9 can leave unlisted ones).
+them. Only the files a bag's metadata.yaml lists are read (a kill -9 can leave unlisted ones). Topics
+the import does not know are ignored, so a later recorder's additions do not break it.
+
+Robot self-masks (`/cde/episode/{before,after}_mask`, mono8 Image, optional): when an episode has both,
+they become `images/<stem>_{before,after}_mask.png` (mono, values as recorded) and the record's
+`before_mask`/`after_mask`. A mask pair that cannot be used (a mask of another size than its frame, an
+encoding other than mono8/8UC1, only one of the two) is left out with its reason counted in
+`masks_skipped`; the pair itself is still imported, without masks.
 
 The training label of an episode (`action`, what the world underwent), in this order:
   1. labelled (EpisodeLabel for its command id; the latest one received by the recorder wins):
@@ -42,6 +49,9 @@ LAYOUT = "cde-episodes/1"
 TOPIC_PREFIX = "/cde/episode/"
 FRAME_TOPICS = {"before": ("/cde/episode/before", "/cde/episode/before/compressed"),
                 "after": ("/cde/episode/after", "/cde/episode/after/compressed")}
+MASK_TOPICS = {"before": "/cde/episode/before_mask", "after": "/cde/episode/after_mask"}
+MASK_ENCODINGS = ("mono8", "8UC1")
+_EVENT_TOPICS = tuple(TOPIC_PREFIX + name for name in ("command", "recognition", "verification", "label"))
 VERDICT_SUCCEEDED = 0
 PHASE_STARTED = 0
 
@@ -76,6 +86,7 @@ class EpisodeInfo:
     object: str = ""
     camera: str = ""
     has_frames: bool = False
+    masks: tuple[str, ...] = ()  # roles ("before", "after") with a recorded mask
     verdict: int | None = None
     recognised: str = ""
     recognised_confidence: float = 0.0
@@ -102,6 +113,8 @@ class ImportSummary:
     labels: int = 0
     pairs: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
+    masked_pairs: int = 0  # pairs imported with their robot masks
+    masks_skipped: dict[str, int] = field(default_factory=dict)  # pairs imported without them, and why
     label_origin: dict[str, str] = field(default_factory=dict)
 
 
@@ -151,13 +164,19 @@ def read_episode_file(bag: Path, path: Path, order_start: int) -> tuple[EpisodeI
     episode: EpisodeInfo | None = None
     labels: list[LabelInfo] = []
     frames_seen: set[str] = set()
+    masks_seen: set[str] = set()
     camera = ""
     frame_topics = {t: role for role, pair in FRAME_TOPICS.items() for t in pair}
+    mask_topics = {t: role for role, t in MASK_TOPICS.items()}
     with AnyReader([path]) as reader:
-        wanted = [c for c in reader.connections if c.topic.startswith(TOPIC_PREFIX)]
-        for conn, log_ns, raw in reader.messages(connections=wanted):
+        wanted = [c for c in reader.connections if c.topic in frame_topics or c.topic in mask_topics
+                  or c.topic in _EVENT_TOPICS]
+        for conn, log_ns, raw in reader.messages(connections=wanted) if wanted else ():  # [] reads all
             if conn.topic in frame_topics:  # pixels are decoded in pass 2, for kept episodes only
                 frames_seen.add(frame_topics[conn.topic])
+                continue
+            if conn.topic in mask_topics:
+                masks_seen.add(mask_topics[conn.topic])
                 continue
             msg = reader.deserialize(raw, conn.msgtype)
             if conn.topic.endswith("/label"):
@@ -180,6 +199,7 @@ def read_episode_file(bag: Path, path: Path, order_start: int) -> tuple[EpisodeI
                 camera = msg.header.frame_id or camera  # the after frame's frame_id
     if episode is not None:
         episode.has_frames = frames_seen == set(FRAME_TOPICS)
+        episode.masks = tuple(sorted(masks_seen))
         episode.camera = camera
     return episode, labels
 
@@ -214,6 +234,19 @@ def decide_label(episode: EpisodeInfo, label: LabelInfo | None, policy: LabelPol
     return "unlabelled and not verified SUCCEEDED (see --weak-labels)"
 
 
+def _raw_pixels(msg: Any, channels: int) -> np.ndarray:
+    """HxWxC uint8 pixels of a raw Image with `channels` 8-bit channels, row padding (step) removed."""
+    data = np.asarray(msg.data, dtype=np.uint8)
+    row = msg.width * channels
+    if msg.step < row or data.size < msg.step * (msg.height - 1) + row:
+        raise BagImportError(f"raw image {msg.width}x{msg.height} {msg.encoding}: step {msg.step} / "
+                             f"{data.size} bytes do not match")
+    padded = np.zeros(msg.step * msg.height, np.uint8)  # the last row's padding may be absent
+    count = min(data.size, padded.size)
+    padded[:count] = data[:count]
+    return padded.reshape(msg.height, msg.step)[:, :row].reshape(msg.height, msg.width, channels)
+
+
 def message_to_rgb(msg: Any) -> np.ndarray:
     """A deserialised sensor_msgs Image (8-bit encodings) or CompressedImage -> HxWx3 uint8 RGB."""
     if hasattr(msg, "format"):
@@ -225,15 +258,7 @@ def message_to_rgb(msg: Any) -> np.ndarray:
         raise BagImportError(f"raw image encoding {msg.encoding!r} is not supported by the import "
                              f"({', '.join(_RAW_ENCODINGS)}); record with recording_image_format png")
     channels, order = _RAW_ENCODINGS[msg.encoding]
-    data = np.asarray(msg.data, dtype=np.uint8)
-    row = msg.width * channels
-    if msg.step < row or data.size < msg.step * (msg.height - 1) + row:
-        raise BagImportError(f"raw image {msg.width}x{msg.height} {msg.encoding}: step {msg.step} / "
-                             f"{data.size} bytes do not match")
-    padded = np.zeros(msg.step * msg.height, np.uint8)  # the last row's padding may be absent
-    count = min(data.size, padded.size)
-    padded[:count] = data[:count]
-    pixels = padded.reshape(msg.height, msg.step)[:, :row].reshape(msg.height, msg.width, channels)
+    pixels = _raw_pixels(msg, channels)
     if order is None:
         return np.repeat(pixels, 3, axis=2)
     return np.ascontiguousarray(pixels[:, :, list(order)])
@@ -250,6 +275,48 @@ def read_frames(path: Path) -> dict[str, np.ndarray]:
             for conn, _, raw in reader.messages(connections=wanted):
                 frames[role] = message_to_rgb(reader.deserialize(raw, conn.msgtype))
     return frames
+
+
+class MaskSkipped(BagImportError):
+    """A recorded mask pair is unusable; `reason` is the summary's count key (the pair is kept, unmasked)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+def mask_to_array(msg: Any) -> np.ndarray:
+    """A deserialised mono8/8UC1 Image -> HxW uint8, values untouched (255 = robot)."""
+    if getattr(msg, "encoding", None) not in MASK_ENCODINGS:
+        raise MaskSkipped("mask encoding not mono8/8UC1",
+                          f"{getattr(msg, 'encoding', type(msg).__name__)!r}")
+    try:
+        return _raw_pixels(msg, 1)[:, :, 0]
+    except BagImportError as exc:
+        raise MaskSkipped("mask not decodable", str(exc)) from exc
+
+
+def read_masks(path: Path, frames: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Pass 2 for the masks of one episode file: {"before", "after"} -> HxW uint8, each the size of its
+    frame; raises MaskSkipped when the pair cannot be used (only both masks, or none, are imported)."""
+    from rosbags.highlevel import AnyReader
+
+    masks: dict[str, np.ndarray] = {}
+    with AnyReader([path]) as reader:
+        for role, topic in MASK_TOPICS.items():
+            wanted = [c for c in reader.connections if c.topic == topic]
+            if not wanted:  # messages(connections=[]) would read every topic
+                continue
+            for conn, _, raw in reader.messages(connections=wanted):
+                masks[role] = mask_to_array(reader.deserialize(raw, conn.msgtype))
+    if set(masks) != set(MASK_TOPICS):
+        raise MaskSkipped("only one of the before/after masks", f"recorded: {sorted(masks)}")
+    for role, mask in masks.items():
+        if mask.shape != frames[role].shape[:2]:
+            raise MaskSkipped("mask size differs from its frame",
+                              f"{role} mask {mask.shape[1]}x{mask.shape[0]}, frame "
+                              f"{frames[role].shape[1]}x{frames[role].shape[0]}")
+    return masks
 
 
 def _file_stem(command_id: str) -> str:
@@ -287,6 +354,7 @@ def import_bags(paths: Iterable[str | Path], out: str | Path, policy: LabelPolic
     out = Path(out)
     summary = ImportSummary()
     skipped: Counter[str] = Counter()
+    masks_skipped: Counter[str] = Counter()
     episodes: list[EpisodeInfo] = []
     labels: list[LabelInfo] = []
     for bag in find_bags(paths):
@@ -331,18 +399,35 @@ def import_bags(paths: Iterable[str | Path], out: str | Path, policy: LabelPolic
         stem = _file_stem(episode.command_id)
         for role, rgb in frames.items():
             Image.fromarray(rgb).save(out / "images" / f"{stem}_{role}.png")
+        mask_paths = {"before": "", "after": ""}
+        if episode.masks:
+            try:
+                masks = read_masks(episode.file, frames)
+            except MaskSkipped as exc:
+                _log.warning(f"{episode.file}: episode {episode.command_id!r} imported without masks ({exc})")
+                masks_skipped[exc.reason] += 1
+            except OSError as exc:
+                _log.warning(f"{episode.file}: episode {episode.command_id!r} imported without masks ({exc})")
+                masks_skipped["mask not decodable"] += 1
+            else:
+                for role, mask in masks.items():
+                    mask_paths[role] = f"images/{stem}_{role}_mask.png"
+                    Image.fromarray(mask).save(out / mask_paths[role])  # 2-D uint8: mode L
+                summary.masked_pairs += 1
         obj = (label.object if label is not None and label.object else episode.object) or "unknown"
         records.append(PairRecord(
             id=episode.command_id, before=f"images/{stem}_before.png", after=f"images/{stem}_after.png",
             action=action, object=obj, antonym=ANTONYMS.get(action), commanded_action=episode.commanded_action,
             effect_happened=bool(happened), kind=_kind(action, episode.commanded_action, happened), source="bag",
-            task=f"{obj}-{episode.commanded_action}", seed=0, camera=episode.camera))
+            task=f"{obj}-{episode.commanded_action}", seed=0, camera=episode.camera,
+            before_mask=mask_paths["before"], after_mask=mask_paths["after"]))
         summary.label_origin[episode.command_id] = origin
     assign_iid_splits(records, seed, folds)
     write_manifest(out, records)
-    summary.pairs, summary.skipped = len(records), dict(skipped)
+    summary.pairs, summary.skipped, summary.masks_skipped = len(records), dict(skipped), dict(masks_skipped)
     meta = {"source": "bag", "policy": asdict(policy), "split_seed": seed, "folds": folds, **asdict(summary)}
     (out / "generation.json").write_text(json.dumps(meta, indent=2))
     _log.info(f"{summary.pairs} pairs from {summary.episodes} episodes ({summary.labels} labels) in "
-              f"{len(summary.bags)} bag(s); skipped: {dict(skipped) or 'none'}")
+              f"{len(summary.bags)} bag(s); skipped: {dict(skipped) or 'none'}; {summary.masked_pairs} with robot "
+              f"masks, masks left out: {dict(masks_skipped) or 'none'}")
     return summary
