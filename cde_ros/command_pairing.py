@@ -59,6 +59,7 @@ class Captured:
     data: Any
     nbytes: int
     message: Any = None
+    mask_message: Any = None  # its robot mask's message, likewise only for recording
 
 
 class OutcomeKind(enum.Enum):

@@ -445,15 +445,17 @@ class PerceptionNode(LifecycleNode):
         runtime = self.runtime
         rgb = self._rgb(frame.message)
         robot = self._mask(mask)
-        message = frame.message if self.recording is not None else None
+        recording = self.recording is not None
+        message = frame.message if recording else None
+        mask_message = mask.message if recording and mask is not None else None
         if runtime is None:  # answered "no model loaded" at its end; nothing worth keeping
-            return Captured(frame.stamp_ns, None, 0, message)
+            return Captured(frame.stamp_ns, None, 0, message, mask_message)
         compact = compact_frame(rgb, robot, runtime.metadata.preprocessing.img_size)
         embedding = None
         if mask_mode(runtime, self._p("allow_unmasked"), robot is not None) == "none":
             embedding = runtime.embed(compact.rgb)  # early, while the arm moves: only the after frame waits
         nbytes = compact.rgb.nbytes + (compact.mask.nbytes if compact.mask is not None else 0)
-        return Captured(frame.stamp_ns, (compact, embedding), nbytes, message)
+        return Captured(frame.stamp_ns, (compact, embedding), nbytes, message, mask_message)
 
     def _verify(self, outcome: Outcome) -> None:
         """The critical path: convert + embed the after frame, compare, decide, publish."""
@@ -548,11 +550,14 @@ class PerceptionNode(LifecycleNode):
         """Store the episode as published; disk trouble is the session's to report, never the node's."""
         if self.recording is None:
             return
-        before = outcome.before.message if outcome.before is not None else None
+        before = outcome.before
         self.recording.record_episode(
-            outcome.command_id, before=before, after=outcome.after.message if outcome.after is not None else None,
+            outcome.command_id, before=before.message if before is not None else None,
+            after=outcome.after.message if outcome.after is not None else None,
             commands=[e for e in (outcome.start, outcome.end_event) if e is not None],
-            recognition=recognition, verification=verification)
+            recognition=recognition, verification=verification,
+            before_mask=before.mask_message if before is not None else None,
+            after_mask=outcome.after_mask.message if outcome.after_mask is not None else None)
 
     def _refresh_recording_status(self) -> None:
         """Twice a second, the snapshot the diagnostics read (pause countdown, counters)."""

@@ -27,9 +27,13 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = ROOT / "models" / "demo" / "cde_demo.safetensors"
 
 
-def _expected_ok(truth: dict[str, Any], verdict: str) -> bool:
+def _expected_ok(truth: dict[str, Any], verdict: str) -> bool | None:
     """Succeeded commands must be SUCCEEDED; a reach ('none') command NO_EFFECT; failed ones anything but
-    SUCCEEDED (a failed command reported as done is the error that matters)."""
+    SUCCEEDED (a failed command reported as done is the error that matters). None for an episode with no
+    honest label (another task's motion moved the object: the generator drops such pairs; whether the commanded
+    effect happened is not known), which is left out of the scores and counted."""
+    if truth["true_action"] is None:
+        return None
     if truth["commanded_action"] == "none":
         return verdict == "no_effect"
     if truth["effect_happened"]:
@@ -94,7 +98,10 @@ def run_demo(model: Path, episodes: int, out_dir: Path, timeout_s: float, image_
         [sys.executable, "-m", "cde_ros.demo.robot_node", "--ros-args", "-p", f"episodes:={episodes}",
          "-p", f"tasks:={tasks}", "-p", "start_delay_s:=4.0", "-p", f"image_size:={image_size}",
          "-p", f"seed:={seed}", "-p", f"appearance:={appearance}", "-p", f"camera:={camera}",
-         "-p", f"failure_fraction:={failure_fraction}", "-r", "__node:=sim_robot"],
+         "-p", f"failure_fraction:={failure_fraction}",
+         # the after state stays in view 2 s: an action server's end is stamped when the node receives the
+         # terminal status (it carries no end time), which on a loaded machine can come ~1 s late
+         "-p", "post_command_s:=2.0", "-r", "__node:=sim_robot"],
         env=env, stdout=logs["robot"], stderr=subprocess.STDOUT)
     rclpy.init()
     node = Node("cde_demo_monitor")
@@ -122,8 +129,9 @@ def run_demo(model: Path, episodes: int, out_dir: Path, timeout_s: float, image_
                 r = recognitions.get(cid)
                 rec = f"{r['action']} ({r['confidence']:.2f})" if r else "-"
                 ok = _expected_ok(t, v["verdict"])
+                mark = "?" if ok is None else "yes" if ok else "NO"
                 say(f"{cid:<54} {t['commanded_action']:>9} {str(t['true_action']):>7} {rec:>15} "
-                    f"{v['verdict']:>10} {'yes' if ok else 'NO':>3} {v['latency_s'] * 1000:>6.0f}ms", flush=True)
+                    f"{v['verdict']:>10} {mark:>3} {v['latency_s'] * 1000:>6.0f}ms", flush=True)
                 if v["verdict"] == "uncertain":
                     say(f"    reason: {v['reason']}", flush=True)
 
@@ -217,10 +225,12 @@ def summarise(truths: dict, verdicts: dict, recognitions: dict, frames: dict, ou
     """The demo's figures (issue targets: recognition, verification balanced accuracy, no-effect AUROC), written
     with every truth and verdict to summary.json; the contact sheet of every command to demo.png."""
     ids = [c for c in truths if c in verdicts]
-    succeeded = [c for c in ids if truths[c]["effect_happened"]]
-    failed = [c for c in ids if not truths[c]["effect_happened"] and truths[c]["commanded_action"] != "none"]
-    reach = [c for c in ids if truths[c]["commanded_action"] == "none"]
-    recognised = [c for c in ids if c in recognitions and truths[c]["true_action"] is not None]
+    unlabelled = [c for c in ids if truths[c]["true_action"] is None]
+    scored = [c for c in ids if c not in unlabelled]
+    succeeded = [c for c in scored if truths[c]["effect_happened"]]
+    failed = [c for c in scored if not truths[c]["effect_happened"] and truths[c]["commanded_action"] != "none"]
+    reach = [c for c in scored if truths[c]["commanded_action"] == "none"]
+    recognised = [c for c in scored if c in recognitions]
     latencies = np.array([verdicts[c]["latency_s"] for c in ids]) * 1000 if ids else np.zeros(0)
 
     def acc(group: list[str]) -> float | None:
@@ -238,7 +248,8 @@ def summarise(truths: dict, verdicts: dict, recognitions: dict, frames: dict, ou
         "no_effect_auroc": round(auroc, 3) if auroc is not None else None,
         "verification_accuracy_succeeded": acc(succeeded), "verification_accuracy_failed": acc(failed),
         "verification_accuracy_reach": acc(reach), "n_succeeded": len(succeeded), "n_failed": len(failed),
-        "n_reach": len(reach), "uncertain": sum(verdicts[c]["verdict"] == "uncertain" for c in ids),
+        "n_reach": len(reach), "n_unlabelled": len(unlabelled), "unlabelled": unlabelled,
+        "uncertain": sum(verdicts[c]["verdict"] == "uncertain" for c in ids),
         "latency_ms_p50": round(float(np.percentile(latencies, 50)), 1) if ids else None,
         "latency_ms_p90": round(float(np.percentile(latencies, 90)), 1) if ids else None,
         "latency_ms_max": round(float(latencies.max()), 1) if ids else None, "seconds": round(seconds, 1),
