@@ -80,7 +80,7 @@ def test_the_node_verifies_the_generators_pair_and_masks_of_the_same_episode(tmp
 
 # How many of the fixed-seed episodes the shipped model must get right (measured: see README "Demo").
 SHIPPED_MODEL_EPISODES = 8
-SHIPPED_MODEL_MIN_CORRECT = 7
+SHIPPED_MODEL_MIN_CORRECT = 5  # of the 6 with an honest label (seeds 1000, 1002: another task's motion); measured 6
 
 
 def test_the_shipped_demo_model_verifies_a_fixed_seed_episode_set_live(tmp_path: Path) -> None:
@@ -90,6 +90,7 @@ def test_the_shipped_demo_model_verifies_a_fixed_seed_episode_set_live(tmp_path:
                        appearance="default", quiet=True)
     assert summary["verdicts"] == summary["commands"] == SHIPPED_MODEL_EPISODES, summary["missing_verdicts"]
     data = json.loads((tmp_path / "summary.json").read_text())
-    correct = sum(bool(_expected_ok(data["truths"][c], data["verdicts"][c]["verdict"])) for c in data["truths"])
-    assert correct >= SHIPPED_MODEL_MIN_CORRECT, (correct, summary)
+    marks = [_expected_ok(data["truths"][c], data["verdicts"][c]["verdict"]) for c in data["truths"]]
+    assert marks.count(None) == 2  # the same fixed seeds every time
+    assert marks.count(True) >= SHIPPED_MODEL_MIN_CORRECT, (marks, summary)
     assert Path(summary["png"]).is_file()
