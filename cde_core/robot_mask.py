@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 MASK_MODES = ("none", "union")
+MASK_ENCODINGS = ("mono8", "8UC1")  # how self-filters publish a mask (sensor_msgs/Image), live or recorded
 MOSTLY_MASKED = 0.5  # a patch with more robot pixels than this fraction never enters Top-K
 NEARLY_ALL_MASKED = 0.9  # a union covering more of the frame than this leaves nothing to compare
 

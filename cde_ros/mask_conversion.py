@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-MASK_ENCODINGS = ("mono8", "8UC1")
+from cde_core.robot_mask import MASK_ENCODINGS
+
 MAX_PIXELS = 50_000_000
 
 

@@ -42,6 +42,7 @@ import numpy as np
 
 from cde_core.data.manifest import NO_CHANGE, PairRecord, write_manifest
 from cde_core.data.splits import IID_FRACTIONS
+from cde_core.robot_mask import MASK_ENCODINGS
 
 _log = logging.getLogger(__name__)
 
@@ -50,7 +51,6 @@ TOPIC_PREFIX = "/cde/episode/"
 FRAME_TOPICS = {"before": ("/cde/episode/before", "/cde/episode/before/compressed"),
                 "after": ("/cde/episode/after", "/cde/episode/after/compressed")}
 MASK_TOPICS = {"before": "/cde/episode/before_mask", "after": "/cde/episode/after_mask"}
-MASK_ENCODINGS = ("mono8", "8UC1")
 _EVENT_TOPICS = tuple(TOPIC_PREFIX + name for name in ("command", "recognition", "verification", "label"))
 VERDICT_SUCCEEDED = 0
 PHASE_STARTED = 0
