@@ -176,6 +176,7 @@ class CommandPairing:
                                f"{', '.join(sorted(self.known_actions))}")
             pending.before_taken = True  # nothing to capture; answered with the reason at its end
         self._open[cid] = pending
+        self._try_take_before(pending, now)  # at once when the camera is there: a backlog must not age it out
         return self._enforce_bounds()
 
     def _on_end(self, event: CommandEvent, now: float) -> list[Outcome]:
@@ -189,6 +190,8 @@ class CommandPairing:
             self.stats.duplicates += 1
             return [Outcome(OutcomeKind.NOTE, cid, reason=f"duplicate {event.phase.name} for command {cid}: ignored")]
         pending.end, pending.finished_wall = event, now
+        if not pending.before_taken:
+            self._try_take_before(pending, now)
         start = pending.start
         if start is not None and event.stamp_ns < start.stamp_ns and not pending.problem:
             pending.problem = (f"command {cid} ends ({event.stamp_ns}) before it starts ({start.stamp_ns}): "
