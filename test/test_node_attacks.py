@@ -168,7 +168,10 @@ def live(tmp_path_factory: pytest.TempPathFactory):
 
     model = write_tiny_node_model(tmp_path_factory.mktemp("burst_model"))
     h = Harness(str(model), tmp_path_factory.mktemp("burst_node"),
-                ["-p", "settle_time:=0.05", "-p", "diagnostics_period:=0.5", "-p", "buffer_seconds:=5.0"])
+                # a long window, bounded by bytes (~14 s of these frames): a loaded machine may take several
+                # seconds to work through a burst, and a command's before frame must still be there
+                ["-p", "settle_time:=0.05", "-p", "diagnostics_period:=0.5", "-p", "buffer_seconds:=60.0",
+                 "-p", "buffer_max_mb:=64.0"])
     # The test's own side must not lose the flood: a reliable keep-last writer overwrites what is not yet
     # acknowledged, so the sender and the collector get deep queues (the node's command queue is its own,
     # command_qos_depth, and its result publishers keep 1000).
@@ -235,6 +238,7 @@ def test_repeated_or_invalid_events_give_exactly_one_verdict_per_id(live: Harnes
 def test_5000_open_commands_are_bounded_and_the_evicted_say_so(live: Harness) -> None:
     """Before: 5,000 STARTED without FINISHED took resident memory 670 -> 1,991 MB (full-resolution before
     frames), /diagnostics said 64 open, and a FINISHED of an evicted one got 'FINISHED without STARTED'."""
+    wait_for(lambda: float(_diagnostics(live)["buffer_mb"]) > 60.0, 60, "a full frame buffer (so it adds no memory)")
     rss0 = _rss_mb(live.proc.pid)
     now = time.time_ns()
     for i in range(5000):  # ~1,000 a second
