@@ -111,11 +111,11 @@ class Harness:
         return max(time.time_ns(), self.newest_ns + S // 2)
 
     def call(self, srv_type: Any, name: str, request: Any) -> Any:
-        """Call one of the node's services and wait for the answer (10 s deadline)."""
+        """Call one of the node's services and wait for the answer (30 s deadline)."""
         client = self.t.node.create_client(srv_type, f"/cde_perception/{name}")
         assert client.wait_for_service(timeout_sec=10), f"service {name} never appeared"
         future = client.call_async(request)
-        wait_for(future.done, 10, name)
+        wait_for(future.done, 30, name)  # activating loads a model (torch: ~20 s on a loaded machine)
         return future.result()
 
     def set_parameter(self, name: str, value: str) -> Any:
