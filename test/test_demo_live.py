@@ -18,10 +18,6 @@ pytestmark = [pytest.mark.ros, pytest.mark.sim, pytest.mark.slow]
 TASK, SEED = "drawer-open-v3", 1000
 
 
-def _stamp(t) -> int:
-    return int(t.sec) * 1_000_000_000 + int(t.nanosec)
-
-
 def test_the_node_verifies_the_generators_pair_and_masks_of_the_same_episode(tmp_path: Path) -> None:
     from PIL import Image as PILImage
     from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -32,6 +28,7 @@ def test_the_node_verifies_the_generators_pair_and_masks_of_the_same_episode(tmp
     from cde_ros.image_conversion import message_to_rgb
     from cde_ros.mask_conversion import mask_from_message
     from cde_ros.msg import ActionRecognition, EffectVerification
+    from cde_ros.perception_node import stamp_ns as _stamp
 
     spec = plan_episode(TASK, SEED, 0.0, "random")
     (generated,) = run_episodes([spec], GenerationConfig(tasks=TASK, cameras=("object",), size=64), tmp_path / "gen")

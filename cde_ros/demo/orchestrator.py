@@ -74,6 +74,7 @@ def run_demo(model: Path, episodes: int, out_dir: Path, timeout_s: float, image_
     from cde_ros.image_conversion import message_to_rgb
     from cde_ros.mask_conversion import mask_from_message
     from cde_ros.msg import ActionRecognition, EffectVerification
+    from cde_ros.perception_node import stamp_ns as stamp
 
     out_dir.mkdir(parents=True, exist_ok=True)
     from cde_core.export.onnx_export import ensure_onnx_export
@@ -148,9 +149,6 @@ def run_demo(model: Path, episodes: int, out_dir: Path, timeout_s: float, image_
                                         "confidence": msg.confidence, "reason": msg.reason,
                                         "latency_s": time.time() - end}
         report()
-
-    def stamp(t: Any) -> int:
-        return int(t.sec) * 1_000_000_000 + int(t.nanosec)
 
     def on_recognition(msg: ActionRecognition) -> None:
         with lock:
