@@ -91,3 +91,43 @@ def test_the_shipped_demo_model_verifies_a_fixed_seed_episode_set_live(tmp_path:
     assert marks.count(None) == 2  # the same fixed seeds every time
     assert marks.count(True) >= SHIPPED_MODEL_MIN_CORRECT, (marks, summary)
     assert Path(summary["png"]).is_file()
+
+
+def test_demo_recording_carries_the_robots_labels_and_imports_as_the_generators_pairs(tmp_path: Path) -> None:
+    """The data loop's first half over DDS: the node records the demo robot's episodes, the robot labels them
+    (EpisodeLabel on the node's label topic), and `cde data import` turns the bags into the generator's pairs
+    of the same (task, seed, appearance), labelled as the robot said."""
+    from PIL import Image as PILImage
+
+    from cde_core.data.bag_import import import_bags
+    from cde_core.data.manifest import read_manifest
+    from cde_core.sim.episode import plan_episode
+    from cde_core.sim.generator import GenerationConfig, run_episodes
+    from cde_core.sim.tasks import resolve_tasks
+    from cde_ros.demo.orchestrator import DEFAULT_MODEL, run_demo
+
+    tasks = resolve_tasks("demo")
+    summary = run_demo(DEFAULT_MODEL, len(tasks), tmp_path / "demo", timeout_s=300, seed=0, appearance="random",
+                       quiet=True, record=tmp_path / "bags", episode_order="grid", rate_hz=20.0)
+    assert summary["verdicts"] == summary["commands"] == len(tasks), summary["missing_verdicts"]
+    assert summary["recording"]["bytes_per_episode"] > 0
+    truths = json.loads((tmp_path / "demo" / "summary.json").read_text())["truths"]
+    assert sorted((t["task"], t["seed"]) for t in truths.values()) == sorted((task, 0) for task in tasks)
+
+    report = import_bags([tmp_path / "bags"], tmp_path / "data")
+    records = {r.id: r for r in read_manifest(tmp_path / "data")}
+    honest = {cid: t for cid, t in truths.items() if t["true_action"] is not None}
+    assert set(records) == set(honest)  # another task's motion has no honest label: left out, as the generator does
+    generation = json.loads((tmp_path / "data" / "generation.json").read_text())
+    assert all(generation["label_origin"][cid] == "label" for cid in records)  # the robot's labels, not verdicts
+    for cid, record in records.items():
+        assert (record.action, record.effect_happened) == (honest[cid]["true_action"], honest[cid]["effect_happened"])
+    cid, truth = next(iter(sorted(honest.items())))
+    spec = plan_episode(truth["task"], 0, 0.25, "random")
+    (generated,) = run_episodes([spec], GenerationConfig(tasks=truth["task"], cameras=("object",), size=96),
+                                tmp_path / "gen")
+    (expected,) = generated.records
+    for name in ("before", "after", "before_mask", "after_mask"):
+        np.testing.assert_array_equal(np.asarray(PILImage.open(tmp_path / "data" / getattr(records[cid], name))),
+                                      np.asarray(PILImage.open(tmp_path / "gen" / getattr(expected, name))), name)
+    assert report is not None

@@ -61,8 +61,13 @@ def _child_env(domain: int) -> dict[str, str]:
 
 def run_demo(model: Path, episodes: int, out_dir: Path, timeout_s: float, image_size: int = 96, seed: int = 1000,
              appearance: str = "default", camera: str = "object", masks: str = "auto", tasks: str = "demo",
-             failure_fraction: float = 0.25, quiet: bool = False) -> dict[str, Any]:
-    """Run the robot and the node over DDS for `episodes` commands and score the verdicts (see main())."""
+             failure_fraction: float = 0.25, quiet: bool = False, record: Path | None = None,
+             episode_order: str = "cycle", rate_hz: float = 10.0, settle_s: float = 2.0) -> dict[str, Any]:
+    """Run the robot and the node over DDS for `episodes` commands and score the verdicts (see main()).
+
+    `record`: the node records every episode (frames, masks, command, verdict) under this directory and the
+    robot publishes its ground truth as EpisodeLabel messages on the node's label topic, so the bags carry
+    labels made on the robot's side (`cde data import` reads them)."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
@@ -93,16 +98,17 @@ def run_demo(model: Path, episodes: int, out_dir: Path, timeout_s: float, image_
          "-p", f"allowed_model_dirs:={json.dumps([str(onnx_index.parent.resolve())])}",  # the export's own dir
          "-p", f"action_servers:={json.dumps(servers)}",
          "-p", "robot_mask_topic:=" + ("/robot_mask" if use_masks else "''"),  # '' = YAML's empty string
-         "-r", "__node:=cde_perception"],
+         *_recording_args(record), "-r", "__node:=cde_perception"],
         env=env, stdout=logs["perception"], stderr=subprocess.STDOUT)
     robot = subprocess.Popen(
         [sys.executable, "-m", "cde_ros.demo.robot_node", "--ros-args", "-p", f"episodes:={episodes}",
          "-p", f"tasks:={tasks}", "-p", "start_delay_s:=4.0", "-p", f"image_size:={image_size}",
          "-p", f"seed:={seed}", "-p", f"appearance:={appearance}", "-p", f"camera:={camera}",
          "-p", f"failure_fraction:={failure_fraction}",
-         # the after state stays in view 2 s: an action server's end is stamped when the node receives the
-         # terminal status (it carries no end time), which on a loaded machine can come ~1 s late
-         "-p", "post_command_s:=2.0", "-r", "__node:=sim_robot"],
+         # the after state stays in view 2 s (settle_s): an action server's end is stamped when the node
+         # receives the terminal status (it carries no end time), which on a loaded machine can come ~1 s late
+         "-p", f"post_command_s:={settle_s}", "-p", f"rate_hz:={rate_hz}", "-p", f"episode_order:={episode_order}",
+         "-p", "label_topic:=" + ("/cde_perception/episode_label" if record else "''"), "-r", "__node:=sim_robot"],
         env=env, stdout=logs["robot"], stderr=subprocess.STDOUT)
     rclpy.init()
     node = Node("cde_demo_monitor")
@@ -213,9 +219,30 @@ def run_demo(model: Path, episodes: int, out_dir: Path, timeout_s: float, image_
             pair[side] = message_to_rgb(image) if image is not None else None
             pair[f"{side}_mask"] = mask_from_message(mask) if (mask is not None and use_masks) else None
         frames[cid] = pair
-    setup = {"seed": seed, "episodes": episodes, "appearance": appearance, "camera": camera, "tasks": tasks,
-             "image_size": image_size, "masks": use_masks, "failure_fraction": failure_fraction}
+    setup: dict[str, Any] = {"seed": seed, "episodes": episodes, "appearance": appearance, "camera": camera,
+                             "tasks": tasks, "image_size": image_size, "masks": use_masks,
+                             "failure_fraction": failure_fraction, "episode_order": episode_order}
+    if record is not None:
+        setup["recording"] = recording_summary(record, len(truths))
     return summarise(truths, verdicts, recognitions, frames, out_dir, time.monotonic() - start, onnx_index, setup)
+
+
+def _recording_args(record: Path | None) -> list[str]:
+    """The node's recording parameters: on, into `record` (its only allowed directory), raw frames."""
+    if record is None:
+        return []
+    record = record.resolve()
+    record.mkdir(parents=True, exist_ok=True)
+    return ["-p", "recording_enabled:=true", "-p", f"recording_dir:={record}",
+            "-p", f"allowed_recording_dirs:={json.dumps([str(record)])}"]
+
+
+def recording_summary(record: Path, commands: int) -> dict[str, Any]:
+    """What the recording cost on disk: bag files, bytes, and bytes per command of this run."""
+    files = [f for f in record.rglob("*") if f.is_file()]
+    size = sum(f.stat().st_size for f in files)
+    return {"dir": str(record), "mcap_files": sum(f.suffix == ".mcap" for f in files), "bytes": size,
+            "bytes_per_episode": round(size / commands) if commands else None}
 
 
 def summarise(truths: dict, verdicts: dict, recognitions: dict, frames: dict, out_dir: Path, seconds: float,
@@ -300,12 +327,20 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "demo")
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--image-size", type=int, default=96, help="camera resolution (the demo model saw 96 px)")
+    parser.add_argument("--record", type=Path, default=None,
+                        help="the node records every episode under this directory, with the robot's EpisodeLabels")
+    parser.add_argument("--episode-order", choices=("cycle", "grid"), default="cycle",
+                        help="cycle: episode i is task i mod T at seed+i; grid: every task for each seed "
+                             "(the generator's order)")
+    parser.add_argument("--rate-hz", type=float, default=10.0, help="the robot's camera rate while the arm moves")
+    parser.add_argument("--settle-s", type=float, default=2.0, help="seconds the after state stays in view")
     args = parser.parse_args()
     if not args.model.exists():
         print(f"no model at {args.model}: train one with scripts/train_demo_model.sh", file=sys.stderr)
         return 2
     summary = run_demo(args.model, args.episodes, args.out, args.timeout, args.image_size, args.seed, args.appearance,
-                       args.camera, args.masks, args.tasks, args.failures)
+                       args.camera, args.masks, args.tasks, args.failures, record=args.record,
+                       episode_order=args.episode_order, rate_hz=args.rate_hz, settle_s=args.settle_s)
     print("\nsummary:")
     for key, value in summary.items():
         print(f"  {key}: {value}")

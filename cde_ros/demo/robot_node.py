@@ -12,6 +12,13 @@ transient-local, with EXECUTING then SUCCEEDED/ABORTED per goal UUID, exactly wh
 publishes: no action type with a goal we could use is installable here, so the status is published
 directly). Some commands fail on purpose (stopped early, no motion, another task's motion); the truth of
 every command (its label from `label_episode`) is logged and published as JSON on `~/ground_truth`.
+
+Recording training data (`label_topic` set, e.g. the perception node's `/cde_perception/episode_label`): after
+each command the robot also publishes its ground truth as a cde_ros/EpisodeLabel, the way a task-level success
+check or an operator would on a real robot, so the bag the node records carries labels made on the robot's
+side. `episode_order: grid` runs every task for each seed (the generator's order: N episodes of T tasks are
+`cde sim generate --seeds seed:seed+N/T`'s pairs); the default `cycle` gives episode i the task i mod T and
+the seed seed+i.
 """
 from __future__ import annotations
 
@@ -31,7 +38,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from cde_ros.image_conversion import rgb_to_image_fields
-from cde_ros.msg import ManipulatorCommand
+from cde_ros.msg import EpisodeLabel, ManipulatorCommand
 
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 
@@ -58,11 +65,16 @@ class SimRobotNode(Node):
         self.pre_s = float(p("pre_command_s", 0.5).value)
         self.settle_s = float(p("post_command_s", 1.0).value)
         self.start_delay_s = float(p("start_delay_s", 1.0).value)
+        self.episode_order = str(p("episode_order", "cycle").value)  # cycle | grid (see the module docstring)
+        if self.episode_order not in ("cycle", "grid"):
+            raise ValueError(f"episode_order must be 'cycle' or 'grid', not {self.episode_order!r}")
+        label_topic = str(p("label_topic", "").value)  # '' = publish no EpisodeLabel
         self.image_pub = self.create_publisher(Image, "image", 5)
         self.mask_pub = self.create_publisher(Image, "robot_mask", 5)
         self.command_pub = self.create_publisher(ManipulatorCommand, "commands", RELIABLE)
         self.truth_pub = self.create_publisher(String, "~/ground_truth", RELIABLE)
         self.done_pub = self.create_publisher(String, "~/done", RELIABLE)
+        self.label_pub = self.create_publisher(EpisodeLabel, label_topic, RELIABLE) if label_topic else None
         self._status_pubs: dict[str, Any] = {}
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="sim_robot", daemon=True)
@@ -124,10 +136,9 @@ class SimRobotNode(Node):
             for index in range(self.episodes):
                 if self._stop.is_set():
                     break
-                task = tasks[index % len(tasks)]
+                task, seed = self._episode(tasks, index)
                 cell = TASKS[task]
-                spec = plan_episode(task, self.seed + index, self.failure_fraction, self.appearance,
-                                    self.failure_modes)
+                spec = plan_episode(task, seed, self.failure_fraction, self.appearance, self.failure_modes)
                 if task not in scenes:
                     scenes[task] = MetaWorldScene(SceneConfig(task, spec.seed, (self.camera,), self.image_size))
                 via_action = self.interface == "action" or (self.interface == "both" and index % 2 == 1)
@@ -159,6 +170,7 @@ class SimRobotNode(Node):
                          "interface": "action" if via_action else "topic", "moved_m": outcome.moved_m}
                 self.get_logger().info(f"ground truth: {json.dumps(truth)}")
                 self.truth_pub.publish(String(data=json.dumps(truth)))
+                self._publish_label(truth)
                 assert outcome.after is not None
                 self._publish_for(outcome.after, self.settle_s)
         finally:
@@ -166,6 +178,26 @@ class SimRobotNode(Node):
                 scene.close()
         self.done_pub.publish(String(data="done"))
         self.get_logger().info("all episodes done")
+
+    def _episode(self, tasks: list[str], index: int) -> tuple[str, int]:
+        """(task, seed) of episode `index` in the configured order."""
+        if self.episode_order == "grid":
+            return tasks[index % len(tasks)], self.seed + index // len(tasks)
+        return tasks[index % len(tasks)], self.seed + index
+
+    def _publish_label(self, truth: dict[str, Any]) -> None:
+        """The robot's own check of what the command did, as an EpisodeLabel. An episode with no honest label
+        (another task's motion moved the object) says so: empty true_action, effect_happened false, which
+        `cde data import` leaves out, as the generator drops such pairs."""
+        if self.label_pub is None:
+            return
+        msg = EpisodeLabel(command_id=truth["command_id"], true_action=truth["true_action"] or "",
+                           object=truth["object"], effect_happened=truth["effect_happened"],
+                           annotator="sim_robot task check",
+                           note=f"task {truth['task']} seed {truth['seed']} failure {truth['failure'] or 'none'}")
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = self.frame_id
+        self.label_pub.publish(msg)
 
     def stop(self) -> None:
         self._stop.set()
