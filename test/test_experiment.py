@@ -7,12 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import REPO_ROOT
 
 from cde_core.cli import main as cde
 from cde_core.data.synthetic import generate_synthetic
 from cde_core.experiment.analysis import antonym_cosines, mean_ci
-
-from conftest import REPO_ROOT
 
 
 def test_mean_ci_hand_computed() -> None:
@@ -34,29 +33,60 @@ def test_experiment_runner_tiny(tmp_path: Path) -> None:
     data = tmp_path / "data"
     generate_synthetic(data, pairs_per_cell=10, size=32, seed=0)
     config = tmp_path / "exp.yaml"
+    methods = ("vanilla", "cde_ce_only", "cde")  # the full model is not the first CDE-family method
     config.write_text(yaml.safe_dump({
-        "data": str(data), "splits": ["comp_0"], "seeds": [0, 1],
-        "methods": ["vanilla", "cde", "cde_ce_only"],
+        "data": str(data), "splits": ["comp_0"], "seeds": [0, 1], "methods": list(methods),
         "train_config": str(REPO_ROOT / "cde_core" / "configs" / "synthetic_tiny.yaml"),
         "overrides": ["optim.epochs=2"]}))
-    assert cde(["experiment", str(config), "--out", str(tmp_path / "out"), "--workers", "2"]) == 0
-    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    out = tmp_path / "out"
+    assert cde(["experiment", str(config), "--out", str(out), "--workers", "2"]) == 0
+    results = json.loads((out / "results.json").read_text())
     assert len(results["runs"]) == 1 * 3 * 2
     assert [(r["method"], r["seed"]) for r in results["runs"]] == [
-        (m, s) for m in ("vanilla", "cde", "cde_ce_only") for s in (0, 1)]  # two workers, results in job order
-    for method in ("vanilla", "cde", "cde_ce_only"):
+        (m, s) for m in methods for s in (0, 1)]  # two workers, results in job order
+    for method in methods:
         for split in ("comp_0",):
             row = results["table"][method][split]
             runs = [r for r in results["runs"] if r["method"] == method and r["split"] == split]
             assert row["ood"]["mean"] == pytest.approx(np.mean([r["ood"] for r in runs]))
+            assert row["val"]["mean"] == pytest.approx(np.mean([r["val"] for r in runs]))
             assert row["gap"] == pytest.approx(row["iid"]["mean"] - row["ood"]["mean"])
             assert row["iid"]["n"] == 2
+            # OOD accuracy per held-out cell: the mean over seeds of each run's metrics.json.
+            per_seed = [json.loads((Path(r["checkpoint"]).parent / "metrics.json").read_text()) for r in runs]
+            cells = results["diagnostics"]["per_cell_ood"][split][method]
+            assert set(cells) == set(per_seed[0]["ood"]["per_cell_accuracy"]) and cells
+            for cell, stats in cells.items():
+                assert stats["mean"] == pytest.approx(np.mean([m["ood"]["per_cell_accuracy"][cell] for m in per_seed]))
+            for r, m in zip(runs, per_seed):
+                assert r["precision"] == m["precision"] == "fp32" and r["seconds"] >= r["train_seconds"] > 0
+    timing = results["timing"]
+    assert timing["total_seconds"] >= timing["training_seconds"] > 0 and timing["runs"] == 6
+    assert results["precision"] == "fp32"
     assert results["protocol"].startswith("checkpoints selected on IID validation")
-    assert results["geometry"]["antonym_cosines"]
-    md = (tmp_path / "out" / "results.md").read_text()
+    geometry = results["diagnostics"]["geometry"]["comp_0"]
+    assert geometry["antonym"]["method"] == "cde" and geometry["antonym"]["cosines"]
+    assert results["geometry"]["model"] == "cde" and results["geometry"]["antonym_cosines"]
+    assert [(i["method"], i["features"]) for i in geometry["invariance"]] == [
+        ("cde", "global delta"), ("vanilla", "hidden layer"), ("vanilla", "hidden layer (centred)"),
+        ("vanilla", "global delta")]
+    assert all(-1 <= i["same_action"] <= 1 and -1 <= i["same_object"] <= 1 for i in geometry["invariance"])
+    targets = results["targets"]
+    assert targets["selected_on_val"] in ("cde_ce_only", "cde") and targets["candidates"] == ["cde_ce_only", "cde"]
+    assert [r["target"].split()[0] for r in targets["rows"]] == ["best", "best", "cde", "mean"]
+    assert targets["rows"][2]["met"] is None  # cde_no_l1 / cde_no_supcon not in this experiment
+    md = (out / "results.md").read_text()
     assert "| cde |" in md and "comp_0 OOD" in md
-    for png in ("deltas.png", "confusion_cde.png"):
-        assert (tmp_path / "out" / png).stat().st_size > 0
+    for section in ("## Targets (issue 16)", "## OOD accuracy per held-out cell", "## Invariance of the representation",
+                    "## Antonym cosines", "## Runs", "Precision: fp32.", "Wall time: "):
+        assert section in md, section
+    assert f"| comp_0 | cde | 1 | fp32 | {results['runs'][-1]['seconds']:.1f} |" in md
+    for png in ("deltas.png", "deltas_comp_0.png", "confusion_cde.png"):
+        assert (out / png).stat().st_size > 0
+    # An experiment compared with itself: every paired difference is 0.
+    assert cde(["experiment", "compare", str(out), str(out), "--labels", "a", "b", "--out", str(tmp_path / "cmp")]) == 0
+    comparison = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
+    assert len(comparison["rows"]) == 3 and all(r["difference"]["mean"] == 0 for r in comparison["rows"])
 
 
 def test_bad_experiment_config(tmp_path: Path) -> None:

@@ -1,20 +1,45 @@
-"""`cde experiment CONFIG --out DIR [key=value ...]`"""
+"""`cde experiment CONFIG --out DIR [key=value ...]`, and
+`cde experiment compare DIR_A DIR_B --labels A B --out DIR` (two result directories side by side)."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+COMPARE = "compare"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", help="experiment YAML (data, splits, seeds, methods, train_config, overrides)")
-    parser.add_argument("--out", required=True)
+    parser.add_argument("config", help="experiment YAML (data, splits, seeds, methods, train_config, overrides), "
+                                       f"or `{COMPARE}` followed by two experiment output directories")
+    parser.add_argument("--out", required=True, help="output directory (results, or the comparison)")
     parser.add_argument("--workers", type=int, default=None,
                         help="training processes in parallel (default: the config's `workers`, else 1)")
-    parser.add_argument("overrides", nargs="*", help="training overrides applied to every run")
+    parser.add_argument("--labels", nargs=2, metavar=("LABEL_A", "LABEL_B"), default=None,
+                        help=f"with `{COMPARE}`: names of the two conditions (default: the directory names)")
+    parser.add_argument("overrides", nargs="*",
+                        help=f"training overrides applied to every run; with `{COMPARE}`: DIR_A DIR_B")
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from cde_core.experiment.comparison import write_comparison
+
+    if len(args.overrides) != 2 or args.workers is not None:
+        raise SystemExit(f"usage: cde experiment {COMPARE} DIR_A DIR_B [--labels A B] --out DIR "
+                         f"(got {args.overrides}{' and --workers' if args.workers is not None else ''})")
+    dir_a, dir_b = args.overrides
+    labels = tuple(args.labels) if args.labels else (Path(dir_a).name, Path(dir_b).name)
+    write_comparison(dir_a, dir_b, labels, args.out)
+    print((Path(args.out) / "comparison.md").read_text())
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.config == COMPARE:
+        return _compare(args)
+    if args.labels is not None:
+        raise SystemExit(f"--labels only goes with `cde experiment {COMPARE} DIR_A DIR_B`")
     from cde_core.experiment.runner import run_experiment
 
     results = run_experiment(args.config, args.out, args.overrides, args.workers)
-    print((__import__("pathlib").Path(args.out) / "results.md").read_text())
+    print((Path(args.out) / "results.md").read_text())
     return 0 if results["runs"] else 1
