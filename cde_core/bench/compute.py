@@ -5,6 +5,8 @@ attention switched off for the count so the attention matmuls are counted too (t
 is invisible to the counter). The peak is a 2048x2048 matmul at fp32 and bf16; "fraction of peak" is
 the best achieved backbone FLOP/s over the peak of the fastest precision (bf16 on AVX512-BF16 CPUs),
 and the accuracy cost of bf16 is measured beside it (delta cosine, logits agreement vs fp32).
+The same matmul timing, at the model's width, is the probe behind training's `precision: auto`
+(cde_core/train/precision.py).
 """
 from __future__ import annotations
 
@@ -48,6 +50,39 @@ def _bf16_support() -> bool:
         return False
 
 
+def matmul_candidates(rows: int, inner: int, cols: int, dtypes: tuple[torch.dtype, ...],
+                      device: torch.device | str = "cpu", seed: int = 0) -> dict[str, Callable[[], object]]:
+    """One timed callable per dtype, `matmul_fp32` / `matmul_bf16`: [rows, inner] @ [inner, cols] on `device`
+    (CUDA calls wait for the kernel, so wall time is compute time). Shared by the benchmark's peak and the
+    trainer's precision probe, so both measure the same thing."""
+    device = torch.device(device)
+    gen = torch.Generator().manual_seed(seed)
+    names = {torch.float32: "fp32", torch.bfloat16: "bf16"}
+    candidates: dict[str, Callable[[], object]] = {}
+    for dtype in dtypes:
+        a = torch.randn(rows, inner, generator=gen).to(device=device, dtype=dtype)
+        b = torch.randn(inner, cols, generator=gen).to(device=device, dtype=dtype)
+        if device.type == "cuda":
+            def run(a: torch.Tensor = a, b: torch.Tensor = b) -> object:
+                out = torch.mm(a, b)
+                torch.cuda.synchronize(device)
+                return out
+        else:
+            def run(a: torch.Tensor = a, b: torch.Tensor = b) -> object:
+                return torch.mm(a, b)
+        candidates[f"matmul_{names[dtype]}"] = run
+    return candidates
+
+
+def matmul_gflops(rows: int, inner: int, cols: int, device: torch.device | str = "cpu", threads: int = 1,
+                  repeats: int = 20, warmup: int = 3) -> dict[str, float]:
+    """GFLOP/s of one matmul at fp32 and bf16 on `device`, timed round-robin ({"fp32": .., "bf16": ..})."""
+    candidates = matmul_candidates(rows, inner, cols, (torch.float32, torch.bfloat16), device)
+    with torch_threads(threads), torch.inference_mode():
+        timings = interleaved_median_seconds(candidates, repeats, warmup)
+    return {name.split("_")[1]: 2 * rows * inner * cols / seconds / 1e9 for name, seconds in timings.items()}
+
+
 def _structured_pairs(count: int, size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Smooth random scenes and the same scenes with one bright box added: a local change, like an effect."""
     gen = torch.Generator().manual_seed(seed)
@@ -85,13 +120,9 @@ def backbone_efficiency(model: PairModel, threads: int, repeats: int, warmup: in
     flops = count_flops(model.backbone, image)
     bf16_ok = _bf16_support()
     bf16_model = copy.deepcopy(model).to(torch.bfloat16) if bf16_ok else None
-    gen = torch.Generator().manual_seed(0)
-    mats = {dtype: (torch.randn(matmul_size, matmul_size, generator=gen).to(dtype),
-                    torch.randn(matmul_size, matmul_size, generator=gen).to(dtype))
-            for dtype in ((torch.float32, torch.bfloat16) if bf16_ok else (torch.float32,))}
-    candidates: dict[str, Callable[[], object]] = {
-        "matmul_fp32": lambda: torch.mm(*mats[torch.float32]),
-        "torch_fp32": lambda: model.backbone(image)}
+    candidates = matmul_candidates(matmul_size, matmul_size, matmul_size,
+                                   (torch.float32, torch.bfloat16) if bf16_ok else (torch.float32,))
+    candidates["torch_fp32"] = lambda: model.backbone(image)
     if bf16_model is not None:
         image_bf16 = image.to(torch.bfloat16)
 
@@ -99,8 +130,7 @@ def backbone_efficiency(model: PairModel, threads: int, repeats: int, warmup: in
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 return model.backbone(image)
 
-        candidates.update({"matmul_bf16": lambda: torch.mm(*mats[torch.bfloat16]),
-                           "torch_bf16_autocast": autocast_backbone,
+        candidates.update({"torch_bf16_autocast": autocast_backbone,
                            "torch_bf16_weights": lambda: bf16_model.backbone(image_bf16)})
     if onnx_index is not None:
         from cde_core.runtime.onnx_runtime import OnnxRuntime

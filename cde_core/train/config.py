@@ -17,9 +17,9 @@ import yaml
 
 from cde_core.losses import LossWeights
 from cde_core.models import ModelConfig
+from cde_core.train.precision import PRECISIONS
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "train_default.yaml"
-PRECISIONS = ("fp32", "bf16")
 SCHEDULES = ("cosine", "linear", "constant")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -36,6 +36,9 @@ class DataConfig:
     # "none" | "union": take the robot out of each pair with its masks (cde_core/robot_mask.py); the mode is
     # stored in the checkpoint's preprocessing, so every runtime and the node apply the same rule.
     robot_mask: str = "none"
+    # With model.freeze_backbone: run the backbone once over every image and train the projector and heads
+    # on its cached tokens (cde_core/train/feature_cache.py); the checkpoint is the same full model.
+    feature_cache: bool = True
 
 
 @dataclass
@@ -62,6 +65,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossWeights = field(default_factory=LossWeights)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    # fp32 | bf16 | auto (a matmul probe picks; metrics.json records the pick: cde_core/train/precision.py)
     precision: str = "fp32"
     device: str = "auto"
     seed: int = 0

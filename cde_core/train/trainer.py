@@ -3,6 +3,8 @@
 Checkpoints are selected on IID validation accuracy only, never on an OOD split (Causal Triplet's
 released analysis picks the epoch with the best OOD test accuracy; we do not). The checkpoint carries
 class names, preprocessing, objects, the resolved config and a no-effect calibration from validation.
+A frozen backbone runs in eval mode and, by default, once per image (feature_cache.py); `precision: auto`
+is resolved by a matmul probe before training (precision.py) and metrics.json records the pick.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.data.distributed import DistributedSampler
 
 from cde_core.checkpoint import ModelMeta, save_checkpoint
@@ -34,6 +36,8 @@ from cde_core.models import PairModel, model_from_config
 from cde_core.preprocessing import Preprocessing
 from cde_core.train import distributed
 from cde_core.train.config import TrainConfig, save_config
+from cde_core.train.feature_cache import backbone_replaced, encode_roles, feature_cache_plan
+from cde_core.train.precision import autocast_context, resolve_precision
 from cde_core.verification import Calibration, calibrate_no_effect_threshold
 
 _LOG = logging.getLogger(__name__)
@@ -80,14 +84,6 @@ def action_blocks(class_names: list[str], records: list[PairRecord]) -> list[int
             block[antonym[name]] = next_block
         next_block += 1
     return [block[n] for n in class_names]
-
-
-def autocast_context(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    if precision != "fp32":
-        raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
-    return contextlib.nullcontext()
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
@@ -137,8 +133,17 @@ class Trainer:
             mc.action_blocks = action_blocks(self.class_names, self.records)
         self.preprocessing = Preprocessing(img_size=mc.img_size, robot_mask=config.data.robot_mask)
         self.model = model_from_config(mc).to(self.device)
+        self.frozen = mc.freeze_backbone
+        self.use_feature_cache, reason = feature_cache_plan(mc.freeze_backbone, config.data.feature_cache)
+        if mc.freeze_backbone:
+            _LOG.info("feature cache %s: %s", "on" if self.use_feature_cache else "off", reason)
+        # The precision everything below runs in; config.precision may be "auto".
+        self.precision, self.precision_probe = resolve_precision(config.precision, self.model.backbone.embed_dim,
+                                                                 self.device, max(1, config.threads))
+        # The feature cache reads each image once: a pixel cache beside it would only hold memory.
         self.datasets = {role: PairDataset(root, recs, self.class_names, self.objects, self.preprocessing,
-                                           cache=config.data.cache, grid=self.model.grid_size)
+                                           cache=config.data.cache and not self.use_feature_cache,
+                                           grid=self.model.grid_size)
                          for role, recs in self.roles.items()}
         self.criterion = PairCriterion(copy.copy(config.loss), no_change_index=(
             self.class_names.index(NO_CHANGE) if NO_CHANGE in self.class_names else None))
@@ -146,8 +151,7 @@ class Trainer:
             _LOG.warning("loss.contrast/loss.sparsity act on CDE deltas only; %s trains without them", mc.name)
         self.out = Path(config.out)
 
-    def _loader(self) -> tuple[DataLoader, Sampler | None]:
-        dataset = self.datasets["train"]
+    def _loader(self, dataset: Dataset) -> tuple[DataLoader, Sampler | None]:
         opt = self.config.optim
         generator = torch.Generator().manual_seed(self.config.seed)
         sampler: Sampler | None = None
@@ -182,15 +186,35 @@ class Trainer:
         return weights
 
     def fit(self) -> TrainResult:
-        cfg = self.config
+        """Train, select on IID val, evaluate every role, write the run; on the feature cache when frozen."""
         start = time.perf_counter()
-        main = distributed.is_main_process()
-        if main:
+        if distributed.is_main_process():
             self.out.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, self.out / "config.yaml")
-        loader, sampler = self._loader()
+            save_config(self.config, self.out / "config.yaml")
+        inputs: dict[str, Dataset] = dict(self.datasets)
+        inputs_from = contextlib.nullcontext()
+        cache_seconds = 0.0
+        if self.use_feature_cache:
+            inputs = dict(encode_roles(self.model.backbone, self.datasets, self.precision, self.device))
+            cache_seconds = time.perf_counter() - start
+            inputs_from = backbone_replaced(self.model)
+        with inputs_from:  # the backbone is back in place before the checkpoint is written
+            history, best_epoch, step, throughput = self._train(inputs)
+            predictions = {role: predict(self.model, ds, precision=self.precision, device=self.device)
+                           for role, ds in inputs.items() if len(ds)}
+        result = self._finish(predictions, history, best_epoch, step, throughput, time.perf_counter() - start,
+                              cache_seconds)
+        distributed.barrier()
+        return result
+
+    def _train(self, inputs: dict[str, Dataset]) -> tuple[list[dict[str, float]], int, int, float]:
+        """The epoch loop over `inputs["train"]`; leaves the IID-val-best weights in the model and returns
+        (history, best epoch, steps, training images per second)."""
+        cfg = self.config
+        main = distributed.is_main_process()
+        loader, sampler = self._loader(inputs["train"])
         if len(loader) == 0:
-            raise ValueError(f"no training batches: {len(self.datasets['train'])} pairs, batch size "
+            raise ValueError(f"no training batches: {len(inputs['train'])} pairs, batch size "
                              f"{cfg.optim.batch_size}, {self.world} rank(s)")
         step_module: nn.Module = _TrainStep(self.model)
         if self.world > 1:
@@ -208,12 +232,14 @@ class Trainer:
             progress = tqdm(total=total_steps, desc=f"train {cfg.model.name}", unit="step", leave=False)
         _LOG.info("training %s on %s/%s: %d train / %d val pairs, %d classes, %d steps, %s, %s x%d",
                   cfg.model.name, cfg.data.root, cfg.data.split, len(self.datasets["train"]),
-                  len(self.datasets["val"]), len(self.class_names), total_steps, cfg.precision, self.device.type,
+                  len(self.datasets["val"]), len(self.class_names), total_steps, self.precision, self.device.type,
                   self.world)
         for epoch in range(1, epochs + 1):
             if sampler is not None and hasattr(sampler, "set_epoch"):
                 sampler.set_epoch(epoch)
             self.model.train()
+            if self.frozen:  # fixed features: no batch-norm statistics updates, no dropout (feature_cache.py)
+                self.model.backbone.eval()
             sums: dict[str, float] = {}
             batches = 0
             epoch_start = time.perf_counter()
@@ -226,7 +252,7 @@ class Trainer:
                 self.criterion.weights = self._weights_at(step)
                 before, after = before.to(self.device), after.to(self.device)
                 labels, objects = labels.to(self.device), objects.to(self.device)
-                with autocast_context(cfg.precision, self.device):
+                with autocast_context(self.precision, self.device):
                     out = step_module(before, after, patch_valid.to(self.device))
                 loss, parts = self.criterion(out, labels, objects, self.model)
                 if not torch.isfinite(loss):
@@ -251,7 +277,7 @@ class Trainer:
             record: dict[str, float] = {"epoch": float(epoch), "step": float(step), "lr": optimizer.param_groups[0]["lr"],
                                         **{f"loss_{k}": v for k, v in means.items() if k == "total" or v != 0.0}}
             if epoch % cfg.eval_every == 0 or epoch == epochs:
-                acc = self._val_accuracy()
+                acc = self._val_accuracy(inputs["val"])
                 record["val_accuracy"] = acc
                 if acc > best_acc:
                     best_acc, best_epoch = acc, epoch
@@ -263,29 +289,24 @@ class Trainer:
             progress.close()
         self.model.load_state_dict(best_state)
         throughput = 2 * pairs_seen / max(train_seconds, 1e-9)  # images per second, all ranks
-        result = self._finish(history, best_epoch, step, throughput, time.perf_counter() - start)
-        distributed.barrier()
-        return result
+        return history, best_epoch, step, throughput
 
     @property
     def _reduce_device(self) -> torch.device:
         return self.device if self.device.type == "cuda" else torch.device("cpu")
 
-    def _val_accuracy(self) -> float:
+    def _val_accuracy(self, dataset: Dataset) -> float:
         """IID validation accuracy, computed on each rank's shard and summed over ranks."""
-        dataset = self.datasets["val"]
         shard = torch.utils.data.Subset(dataset, list(range(self.rank, len(dataset), self.world)))
-        pred = predict(self.model, shard, precision=self.config.precision, device=self.device)
+        pred = predict(self.model, shard, precision=self.precision, device=self.device)
         hits, n = distributed.all_reduce_sum([float((pred.labels == pred.preds).sum()), float(len(pred.labels))],
                                              self._reduce_device)
         return hits / max(1.0, n)
 
-    def _finish(self, history: list[dict[str, float]], best_epoch: int, steps: int, throughput: float,
-                seconds: float) -> TrainResult:
-        """Evaluate the selected weights on every role, calibrate on val, write the run directory (rank 0)."""
+    def _finish(self, predictions: dict[str, Predictions], history: list[dict[str, float]], best_epoch: int,
+                steps: int, throughput: float, seconds: float, cache_seconds: float) -> TrainResult:
+        """Calibrate on val, report every role, write the run directory (rank 0)."""
         cfg = self.config
-        predictions = {role: predict(self.model, ds, precision=cfg.precision, device=self.device)
-                       for role, ds in self.datasets.items() if len(ds)}
         changed = [r.action != NO_CHANGE for r in self.roles["val"]]
         calibration = Calibration(no_effect_magnitude=calibrate_no_effect_threshold(
             predictions["val"].magnitudes, changed))
@@ -293,9 +314,10 @@ class Trainer:
             _LOG.warning("no '%s' pairs in IID val: no-effect threshold left at 0 (magnitude check off)", NO_CHANGE)
         metrics: dict[str, Any] = {
             "split": cfg.data.split, "model": cfg.model.name, "best_epoch": best_epoch, "steps": steps,
-            "world_size": self.world, "precision": cfg.precision, "device": self.device.type,
-            "train_images_per_second": throughput, "seconds": seconds, "class_names": self.class_names,
-            "calibration": calibration.to_dict()}
+            "world_size": self.world, "precision": self.precision, "precision_probe": self.precision_probe,
+            "device": self.device.type, "train_images_per_second": throughput, "seconds": seconds,
+            "feature_cache": {"used": self.use_feature_cache, "seconds": cache_seconds},
+            "class_names": self.class_names, "calibration": calibration.to_dict()}
         for role, pred in predictions.items():
             metrics[role] = _report(pred, self.roles[role], self.class_names)
         checkpoint = self.out / "model.safetensors"
