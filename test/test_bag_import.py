@@ -1,5 +1,6 @@
 """`cde data import`: bags written by the EpisodeRecorder -> the simulator's pair manifest, with the
-label rule of cde_core/data/bag_import.py (latest label wins, verdicts, weak labels)."""
+label rule of cde_core/data/bag_import.py (labels by command id, verdicts, weak labels). Kill -9 leftovers,
+re-imports, late and conflicting labels, streaming: test_bag_import_robustness.py."""
 from __future__ import annotations
 
 import json
@@ -49,7 +50,7 @@ def recorded(tmp_path: Path) -> tuple[Path, dict[str, dict]]:
     second = EpisodeRecorder(RecorderConfig(str(root)), wall_clock_ns=lambda: next(ticks))
     for name in ("confirmed", "unknown", "none_cmd"):
         record(second, eps[name])
-    second.record_label(label("cmd-002", "none", effect_happened=False, annotator="correction"))  # latest wins
+    second.record_label(label("cmd-002", "none", effect_happened=False, annotator="correction"))  # a conflict
     second.record_label(label("cmd-003", "open", obj="box"))  # an episode the model could not judge
     second.record_label(label("cmd-004", "", effect_happened=True))  # "the command worked" -> commanded
     second.record_label(label("cmd-005", "", effect_happened=False))  # outcome unknown -> skipped
@@ -61,7 +62,8 @@ def recorded(tmp_path: Path) -> tuple[Path, dict[str, dict]]:
 def test_import_applies_the_label_rule(recorded: tuple[Path, dict[str, dict]], tmp_path: Path) -> None:
     root, eps = recorded
     out = tmp_path / "dataset"
-    assert cde_main(["data", "import", str(root), "--out", str(out), "--split-seed", "3"]) == 0
+    assert cde_main(["data", "import", str(root), "--out", str(out), "--split-seed", "3",
+                     "--label-conflicts", "latest", "--no-progress"]) == 0
     rows = {r.id: r for r in read_manifest(out)}
     assert set(rows) == {"cmd-000", "cmd-002", "cmd-003", "cmd-004", "cmd-006"}  # cmd-001 weak, cmd-005 unknown
     expect = {  # id: (action, object, commanded, effect_happened, kind, antonym)
@@ -80,6 +82,9 @@ def test_import_applies_the_label_rule(recorded: tuple[Path, dict[str, dict]], t
     assert meta["label_origin"] == {"cmd-000": "verdict", "cmd-002": "label", "cmd-003": "label",
                                     "cmd-004": "label", "cmd-006": "verdict"}
     assert meta["episodes"] == 7 and meta["labels"] == 5 and sum(meta["skipped"].values()) == 2
+    # cmd-002's correction disagrees with its first label: kept (latest) on request, and still reported
+    assert [(c["command_id"], c["resolution"], [l["annotator"] for l in c["labels"]])
+            for c in meta["label_conflicts"]] == [("cmd-002", "latest label kept", ["first look", "correction"])]
 
 
 def test_imported_images_equal_the_recorded_frames(recorded: tuple[Path, dict[str, dict]], tmp_path: Path) -> None:
@@ -112,7 +117,7 @@ def test_weak_and_labelled_only_policies(recorded: tuple[Path, dict[str, dict]],
     assert json.loads((weak / "generation.json").read_text())["label_origin"]["cmd-001"] == "recognised"
     strict = tmp_path / "strict"
     assert cde_main(["data", "import", str(root), "--out", str(strict), "--labelled-only"]) == 0
-    assert {r.id for r in read_manifest(strict)} == {"cmd-002", "cmd-003", "cmd-004"}
+    assert {r.id for r in read_manifest(strict)} == {"cmd-003", "cmd-004"}  # cmd-002: its labels disagree
 
 
 def test_compressed_bags_import(tmp_path: Path) -> None:
