@@ -32,8 +32,9 @@ sys.path.insert(0, str(ROOT))
 
 def record_episodes(directory: Path, n: int, label_every: int, files_per_bag: int) -> float:
     """Write n episodes (and their labels) with the real recorder; returns the seconds it took."""
-    from cde_ros.episode_recorder import EpisodeRecorder, RecorderConfig
     from test_episode_recorder import episode, label, record
+
+    from cde_ros.episode_recorder import EpisodeRecorder, RecorderConfig
 
     start = time.perf_counter()
     config = RecorderConfig(str(directory), fsync=False, max_files_per_bag=files_per_bag, max_bag_size_mb=0,

@@ -17,14 +17,14 @@ from typing import Any
 import numpy as np
 import pytest
 from ruamel.yaml import YAML
+from test_bag_import import png
+from test_episode_recorder import REPO_ROOT, episode, label, listed_files, record
 
-import cde_core.data.bag_import as bag_import
 from cde_core.cli import main as cde_main
+from cde_core.data import bag_import
 from cde_core.data.bag_import import BagImportError, LabelPolicy, import_bags
 from cde_core.data.manifest import read_manifest
 from cde_ros.episode_recorder import EpisodeRecorder, RecorderConfig
-from test_bag_import import png
-from test_episode_recorder import REPO_ROOT, episode, label, listed_files, record
 
 SIZE = (64, 48)
 
@@ -216,7 +216,7 @@ def test_unreadable_metadata_is_a_clear_error(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- idempotent re-imports
 def test_reimport_is_idempotent_and_a_then_ab_equals_ab(tmp_path: Path) -> None:
-    a = recording(tmp_path / "a", range(0, 4))
+    a = recording(tmp_path / "a", range(4))
     with EpisodeRecorder(RecorderConfig(str(tmp_path / "b"), fsync=False)) as rec:
         for i in range(4, 7):
             record(rec, episode(i, size=SIZE, masks=True))

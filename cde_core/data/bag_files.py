@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import re
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 LAYOUT = "cde-episodes/1"
 METADATA = "metadata.yaml"
@@ -83,8 +84,9 @@ def find_bags(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def _listed_files(bag: Path) -> list[Path] | str:
-    """The files metadata.yaml lists, or why it cannot be used (missing/unreadable). Raises for a bag of
-    another layout or storage: that is not a damaged episode bag but someone else's."""
+    """The files metadata.yaml lists, or "bag has no metadata.yaml". Raises BagImportError for metadata that
+    does not parse (the user decides: delete it and the files are recovered by name) and for a bag of another
+    layout or storage (not a damaged episode bag but someone else's)."""
     from ruamel.yaml import YAML, YAMLError
 
     if not (bag / METADATA).is_file():

@@ -13,8 +13,9 @@ after the fact). Several labels for one command:
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 CONFLICT_RULES = ("skip", "latest")
 

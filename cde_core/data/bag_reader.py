@@ -10,9 +10,10 @@ and the RIHS01 hashes are checked like AnyReader checks them.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from cde_core.data.bag_files import BagImportError
 
@@ -29,8 +30,13 @@ class UnreadableFileError(BagImportError):
 
 
 @lru_cache(maxsize=8)  # one entry per distinct recorder version seen in an import: memory stays flat
-def _typestore(key: _SchemaKey) -> "Typestore":
-    from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
+def _typestore(key: _SchemaKey) -> Typestore:
+    from rosbags.typesys import (
+        Stores,
+        get_types_from_idl,
+        get_types_from_msg,
+        get_typestore,
+    )
 
     types: dict[str, Any] = {}
     for msgtype, fmt, text, _ in key:
@@ -54,11 +60,11 @@ class EpisodeFileReader:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.connections: list["Connection"] = []
+        self.connections: list[Connection] = []
         self._reader: Any = None
-        self._store: "Typestore | None" = None
+        self._store: Typestore | None = None
 
-    def __enter__(self) -> "EpisodeFileReader":
+    def __enter__(self) -> EpisodeFileReader:
         from rosbags.rosbag2 import Reader, ReaderError
         from rosbags.typesys import TypesysError
 
@@ -86,7 +92,7 @@ class EpisodeFileReader:
             reader, self._reader = self._reader, None
             reader.close()
 
-    def messages(self, connections: Sequence["Connection"]) -> Iterator[tuple["Connection", int, bytes]]:
+    def messages(self, connections: Sequence[Connection]) -> Iterator[tuple[Connection, int, bytes]]:
         """(connection, log time ns, CDR bytes) of the given connections ([] yields nothing, unlike rosbags)."""
         from rosbags.rosbag2 import ReaderError
 
