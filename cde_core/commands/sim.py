@@ -37,6 +37,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     gen.add_argument("--failures", type=float, default=0.15,
                      help="fraction of failed episodes (stopped early, no motion, another task's motion)")
     gen.add_argument("--max-steps", type=int, default=500, help="policy step budget per episode")
+    gen.add_argument("--after-frame", choices=("fixed", "rest"), default="fixed",
+                     help="take the after frame right after the hand moved clear (fixed, what the demo model was "
+                          "trained on) or once the scene's objects are at rest (rest: the drawer slides back)")
+    gen.add_argument("--rest-limit", type=int, default=200,
+                     help="with --after-frame rest: at most this many steps waiting (counted in generation.json)")
+    gen.add_argument("--label-check", choices=("off", "state"), default="off",
+                     help="check each label against the object's own joint change and keep, relabel or drop it "
+                          "(state; counts per task in generation.json), or use the policy's outcome (off)")
     gen.add_argument("--workers", type=int, default=2, help="processes")
     gen.add_argument("--split-seed", type=int, default=0)
     gen.add_argument("--folds", type=int, default=2)
@@ -58,7 +66,8 @@ def _generate(args: argparse.Namespace) -> int:
     config = GenerationConfig(tasks=args.tasks, cameras=tuple(c for c in args.cameras.split(",") if c),
                               seeds=args.seeds, size=args.size, appearance=args.appearance, clear_hand=args.clear_hand,
                               failure_fraction=args.failures, max_steps=args.max_steps, workers=args.workers,
-                              split_seed=args.split_seed, folds=args.folds)
+                              split_seed=args.split_seed, folds=args.folds, after_frame=args.after_frame,
+                              rest_limit=args.rest_limit, label_check=args.label_check)
     try:
         records = generate(config, args.out, progress=not args.no_progress)
     except (GenerationError, ValueError) as exc:
@@ -66,6 +75,13 @@ def _generate(args: argparse.Namespace) -> int:
         return 2
     meta = json.loads((Path(args.out) / "generation.json").read_text())
     print(f"wrote {len(records)} pairs to {args.out} ({meta['seconds_per_pair']:.3f} s/pair, {args.workers} workers)")
+    if "at_rest" in meta:
+        rest = meta["at_rest"]
+        print(f"at rest after {rest['mean_steps']} steps on average; {len(rest['limit_hit'])} episode(s) hit the "
+              f"{rest['limit']}-step limit")
+    if "label_check" in meta:
+        totals = meta["label_check"]["totals"]
+        print("label check: " + ", ".join(f"{n} {verdict}" for verdict, n in totals.items()))
     return 0
 
 

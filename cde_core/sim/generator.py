@@ -13,6 +13,13 @@ Labels (`label_episode`): `action` is what the world underwent. A commanded task
 not succeed in `max_steps`) has `effect_happened` false and is labelled "none" when the object moved
 less than 1 cm, else the commanded action (a partial effect); another task's motion that moved the
 object has no honest label and is dropped (counted in generation.json).
+
+Benchmark v2 options (defaults reproduce the frames and labels above): `after_frame` "rest" takes the after
+frame once the scene is still (Meta-World's drawer slides back after the hand lets go); generation.json
+`at_rest` gives the steps it took per task and the episodes that hit `rest_limit`. `label_check` "state"
+checks each label against the object's own joint (`cde_core.sim.label_check`); generation.json
+`label_check` counts per task the labels kept, changed (by transition) and dropped (and why), and lists
+each changed or dropped episode.
 """
 from __future__ import annotations
 
@@ -26,8 +33,10 @@ from typing import Any
 
 from cde_core.data.manifest import PairRecord, write_manifest
 from cde_core.data.splits import assign_splits
-from cde_core.sim.episode import (APPEARANCES, FAILURE_MODES, EpisodeSettings, EpisodeSpec, label_episode,
-                                  plan_episode, run_episode)
+from cde_core.sim.episode import (AFTER_FRAMES, APPEARANCES, FAILURE_MODES, LABEL_CHECKS, EpisodeSettings,
+                                  EpisodeSpec, label_episode, plan_episode, run_episode)
+from cde_core.sim.label_check import LabelCheck
+from cde_core.sim.settle import REST_LIMIT, RestResult
 from cde_core.sim.tasks import TASKS, resolve_tasks
 
 __all__ = ["EpisodeSpec", "GenerationConfig", "GenerationError", "generate", "label_episode", "plan_episodes",
@@ -51,6 +60,9 @@ class GenerationConfig:
     failure_fraction: float = 0.15
     max_steps: int = 500
     settle_steps: int = 15
+    after_frame: str = "fixed"  # fixed | rest (see EpisodeSettings)
+    rest_limit: int = REST_LIMIT  # with after_frame "rest": at most this many steps waiting
+    label_check: str = "off"  # off | state
     workers: int = 2
     split_seed: int = 0
     folds: int = 2
@@ -70,10 +82,19 @@ class GenerationConfig:
             raise GenerationError(f"workers ({self.workers}) and folds ({self.folds}) must be >= 1")
         if self.appearance not in APPEARANCES + ("mixed",):
             raise GenerationError(f"appearance {self.appearance!r} not in {APPEARANCES + ('mixed',)}")
+        if self.after_frame not in AFTER_FRAMES:
+            raise GenerationError(f"after frame {self.after_frame!r} not in {AFTER_FRAMES}")
+        if self.label_check not in LABEL_CHECKS:
+            raise GenerationError(f"label check {self.label_check!r} not in {LABEL_CHECKS}")
+        try:
+            self.settings.validate()
+        except ValueError as exc:
+            raise GenerationError(str(exc)) from exc
 
     @property
     def settings(self) -> EpisodeSettings:
-        return EpisodeSettings(max_steps=self.max_steps, settle_steps=self.settle_steps, clear_hand=self.clear_hand)
+        return EpisodeSettings(max_steps=self.max_steps, settle_steps=self.settle_steps, clear_hand=self.clear_hand,
+                               after_frame=self.after_frame, rest_limit=self.rest_limit, label_check=self.label_check)
 
 
 @dataclass
@@ -84,6 +105,8 @@ class EpisodeResult:
     moved_m: float = 0.0
     steps: int = 0
     dropped: str = ""  # why the episode gave no pairs
+    rest: RestResult | None = None  # with after_frame "rest"
+    check: LabelCheck | None = None  # with label_check "state"
 
 
 def plan_episodes(config: GenerationConfig) -> list[EpisodeSpec]:
@@ -96,9 +119,13 @@ def _run_one(scene: Any, spec: EpisodeSpec, config: GenerationConfig, out: Path)
     from PIL import Image
 
     outcome = run_episode(scene, spec, config.settings)
-    result = EpisodeResult(spec, success=outcome.success, moved_m=outcome.moved_m, steps=outcome.steps)
+    result = EpisodeResult(spec, success=outcome.success, moved_m=outcome.moved_m, steps=outcome.steps,
+                           rest=outcome.rest, check=outcome.check)
     if outcome.label is None:
-        result.dropped = f"object moved {outcome.moved_m:.3f} m with no honest label ({spec.failure or 'reach'})"
+        if outcome.check is not None and outcome.check.verdict == "dropped":
+            result.dropped = f"label check: {outcome.check.reason}"
+        else:
+            result.dropped = f"object moved {outcome.moved_m:.3f} m with no honest label ({spec.failure or 'reach'})"
         _LOG.info("dropping %s seed %d: %s", spec.task, spec.seed, result.dropped)
         return result
     assert outcome.before is not None and outcome.after is not None
@@ -156,6 +183,55 @@ def _jobs(specs: list[EpisodeSpec]) -> list[list[EpisodeSpec]]:
     return jobs
 
 
+def _episode_id(spec: EpisodeSpec) -> str:
+    return f"{spec.task}-s{spec.seed:04d}"
+
+
+def at_rest_report(results: list[EpisodeResult], limit: int) -> dict[str, Any]:
+    """Per task: how many steps after the motion the scene took to come to rest, and how many episodes hit
+    the limit (their after frame may still show motion); each episode's steps."""
+    steps: dict[str, list[int]] = {}
+    hit: dict[str, list[str]] = {}
+    for r in results:
+        if r.rest is not None:
+            steps.setdefault(r.spec.task, []).append(r.rest.steps)
+            hit.setdefault(r.spec.task, [])
+            if r.rest.limit_hit:
+                hit[r.spec.task].append(_episode_id(r.spec))
+    every = [n for task_steps in steps.values() for n in task_steps]
+    return {
+        "limit": limit, "mean_steps": round(sum(every) / max(len(every), 1), 1),
+        "limit_hit": sorted(e for episodes in hit.values() for e in episodes),
+        "per_task": {task: {"episodes": len(n), "mean_steps": round(sum(n) / len(n), 1), "max_steps": max(n),
+                            "limit_hit": len(hit[task])} for task, n in steps.items()},
+        "steps": {_episode_id(r.spec): r.rest.steps for r in results if r.rest is not None},
+    }
+
+
+def label_check_report(results: list[EpisodeResult]) -> dict[str, Any]:
+    """Per task: labels the state check kept, changed, dropped, left unchecked (no state coordinate or a
+    no-change task) or found unlabelled; the changes by transition and drops by cause; every changed or
+    dropped episode with its reason."""
+    from cde_core.sim.label_check import VERDICTS
+
+    per_task: dict[str, dict[str, Any]] = {}
+    episodes: dict[str, Any] = {}
+    for r in results:
+        if r.check is None:
+            continue
+        row = per_task.setdefault(r.spec.task, {**{v: 0 for v in VERDICTS}, "transitions": {}})
+        row[r.check.verdict] += 1
+        if r.check.verdict in ("changed", "dropped"):
+            row["transitions"][r.check.transition] = row["transitions"].get(r.check.transition, 0) + 1
+            episodes[_episode_id(r.spec)] = {"verdict": r.check.verdict, "failure": r.spec.failure,
+                                             "policy_label": r.check.policy_label, "label": r.check.label,
+                                             "state_class": r.check.state_class,
+                                             "change": None if r.check.change is None else round(r.check.change, 4),
+                                             "reason": r.check.reason}
+    totals = {v: sum(row[v] for row in per_task.values()) for v in VERDICTS}
+    return {"totals": totals, "per_task": per_task, "episodes": episodes}
+
+
 def generate(config: GenerationConfig, out: str | Path, progress: bool = True) -> list[PairRecord]:
     """Render every planned episode (in `workers` processes), split, write manifest + generation.json."""
     import multiprocessing
@@ -198,6 +274,10 @@ def generate(config: GenerationConfig, out: str | Path, progress: bool = True) -
         "appearances": {a: sum(r.spec.appearance == a for r in results) for a in APPEARANCES},
         "splits": summary,
     }
+    if config.after_frame == "rest":
+        meta["at_rest"] = at_rest_report(results, config.rest_limit)
+    if config.label_check != "off":
+        meta["label_check"] = label_check_report(results)
     (out / "generation.json").write_text(json.dumps(meta, indent=2))
     _LOG.info("%d pairs from %d episodes in %.1f s (%.3f s/pair, %d workers)", len(records), len(specs),
               seconds, seconds / len(records), config.workers)

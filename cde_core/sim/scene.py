@@ -42,6 +42,19 @@ def _load_triton_before_mesa() -> None:
         import triton  # noqa: F401
 
 
+def _object_position_indices(model: Any, robot_root: int) -> np.ndarray:
+    """qpos indices of every joint outside the robot's body tree: a slide or hinge joint's one value, a free
+    joint's x, y, z (its quaternion is left out: a resting puck's orientation jitters while it goes nowhere)."""
+    free, ball = 0, 1  # mjJNT_FREE, mjJNT_BALL (a ball joint only turns: nothing to watch)
+    indices: list[int] = []
+    for joint in range(model.njnt):
+        if model.body_rootid[model.jnt_bodyid[joint]] == robot_root or model.jnt_type[joint] == ball:
+            continue
+        start = int(model.jnt_qposadr[joint])
+        indices += list(range(start, start + 3)) if model.jnt_type[joint] == free else [start]
+    return np.asarray(indices, dtype=np.int64)
+
+
 class SceneError(RuntimeError):
     """A scene could not be built or rendered (unknown task, camera or policy)."""
 
@@ -118,6 +131,7 @@ class MetaWorldScene:
         self._segmenter: Any | None = None  # a second renderer in segmentation mode, made on first use
         root = env.model.body(ROBOT_ROOT_BODY).id
         self._robot_geoms = np.flatnonzero(env.model.body_rootid[env.model.geom_bodyid] == root)
+        self._object_qpos = _object_position_indices(env.model, root)
         self._option = mujoco.MjvOption()
         self._option.sitegroup[:] = 0  # hide goal and end-effector markers
         model = env.model
@@ -267,6 +281,17 @@ class MetaWorldScene:
         for _ in range(steps):
             delta = (target - self.obs[:3]) * 10.0
             self.step(np.array([*np.clip(delta, -1, 1), -1.0]))
+
+    @property
+    def object_coordinates(self) -> np.ndarray:
+        """Where every movable thing in the scene but the robot is: each slide/hinge joint's position (m or
+        rad) and each free body's x, y, z (m). What `hold_until_rest` watches to tell the scene is still."""
+        return np.asarray(self.env.data.qpos[self._object_qpos], dtype=np.float64).copy()
+
+    @property
+    def step_seconds(self) -> float:
+        """Simulated time of one `step` (Meta-World: 5 MuJoCo steps of 2.5 ms)."""
+        return float(self.env.dt)
 
     @property
     def object_position(self) -> np.ndarray:
