@@ -449,7 +449,10 @@ def test_kill_9_keeps_every_completed_episode(tmp_path: Path, stall: bool) -> No
     assert len(done) >= n_done
     bags = bags_under(directory)
     assert len(bags) >= 2  # size splits happened before the kill
-    assert find_bags([directory]) == bags  # the .partial leftovers are not taken for bags
+    # the .partial leftovers are not taken for bags (a kill between a new bag's first file and its first
+    # metadata write can leave one more, metadata-less bag, which the import recovers)
+    found = find_bags([directory])
+    assert set(bags) <= set(found) and not any(part.startswith(".") for b in found for part in b.parts[-2:])
     if stall:
         assert list(directory.rglob(".*.partial")), "the kill should have left an unfinished write behind"
     for name, messages in (("rosbags", [(t, m) for t, _, m in read_rosbags(bags)]), ("mcap", read_mcap(bags))):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import signal
 from pathlib import Path
@@ -178,9 +179,12 @@ def test_node_records_labels_import_train_and_the_model_loads(tmp_path: Path) ->
     recognition = next(m for t, _, m in messages if t == TOPICS["recognition"])
     assert list(recognition.class_names) == ["close", "none", "open"]
 
-    # cde data import -> the pair manifest; the correction won; the images are the published frames
+    # cde data import -> the pair manifest; the correction conflicts with the first label: reported, and with
+    # --label-conflicts latest it wins; the images are the published frames
     data = tmp_path / "dataset"
-    assert cde_main(["data", "import", str(bags_dir), "--out", str(data)]) == 0
+    assert cde_main(["data", "import", str(bags_dir), "--out", str(data), "--label-conflicts", "latest"]) == 0
+    conflicts = json.loads((data / "generation.json").read_text())["label_conflicts"]
+    assert "rec-2" in json.dumps(conflicts)
     rows = {r.id: r for r in read_manifest(data)}
     assert {cid: r.action for cid, r in rows.items()} == {f"rec-{i}": truth[i] for i in range(6)}
     for cid, r in rows.items():
