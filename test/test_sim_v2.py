@@ -152,7 +152,7 @@ def test_default_settings_give_the_fixed_episode_bit_for_bit() -> None:
 
 @pytest.mark.sim
 def test_state_check_relabels_a_drawer_that_slid_back_and_a_mislabelled_no_motion(monkeypatch) -> None:
-    import cde_core.sim.episode as episode
+    from cde_core.sim import episode
 
     with _scene("drawer-open-v3") as scene:
         slid = _run(scene, "drawer-open-v3", 1, after_frame="rest", label_check="state")
