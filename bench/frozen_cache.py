@@ -21,9 +21,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cde_core.train.config import load_config  # noqa: E402
-from cde_core.train.precision import choose_precision, probe_precision  # noqa: E402
-from cde_core.train.trainer import train  # noqa: E402
+from cde_core.train.config import load_config
+from cde_core.train.precision import choose_precision, probe_precision
+from cde_core.train.trainer import train
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     out = Path(args.out)
+    import timm  # noqa: F401  the first import takes seconds: paid here, not by whichever run comes first
     common = [f"data.root={args.data}", "model.freeze_backbone=true", "progress=false", "device=cpu",
               *args.overrides]
     rows: dict[str, dict[str, float | str | bool]] = {}

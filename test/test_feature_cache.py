@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import REPO_ROOT
 from PIL import Image
 
 from cde_core.checkpoint import load_checkpoint
@@ -18,10 +19,13 @@ from cde_core.data.synthetic import generate_synthetic
 from cde_core.eval.predict import predict
 from cde_core.models import create_model
 from cde_core.train.config import load_config
-from cde_core.train.feature_cache import CachedTokens, backbone_replaced, encode_pairs, feature_cache_plan
+from cde_core.train.feature_cache import (
+    CachedTokens,
+    backbone_replaced,
+    encode_pairs,
+    feature_cache_plan,
+)
 from cde_core.train.trainer import Trainer
-
-from conftest import REPO_ROOT
 
 TINY_CONFIG = str(REPO_ROOT / "cde_core" / "configs" / "synthetic_tiny.yaml")
 
@@ -147,9 +151,8 @@ def test_model_reads_cached_tokens_only_inside_the_swap() -> None:
             got = model(tokens[:1], tokens[1:])
             with pytest.raises(ValueError, match="cached tokens must be"):
                 model(images[:1], images[1:])
-            with pytest.raises(TypeError, match="already replaced"):
-                with backbone_replaced(model):
-                    pass
+            with pytest.raises(TypeError, match="already replaced"), backbone_replaced(model):
+                pass
     assert not isinstance(model.backbone, CachedTokens)
     torch.testing.assert_close(got.logits, expected.logits)
     assert torch.equal(got.topk_indices, expected.topk_indices)

@@ -7,14 +7,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO_ROOT
 
 from cde_core.bench.compute import matmul_gflops
 from cde_core.cli import main as cde
 from cde_core.data.synthetic import generate_synthetic
 from cde_core.train.config import ConfigError, load_config
-from cde_core.train.precision import BF16_MIN_SPEEDUP, autocast_context, choose_precision, resolve_precision
-
-from conftest import REPO_ROOT
+from cde_core.train.precision import (
+    BF16_MIN_SPEEDUP,
+    autocast_context,
+    choose_precision,
+    resolve_precision,
+)
 
 TINY_CONFIG = str(REPO_ROOT / "cde_core" / "configs" / "synthetic_tiny.yaml")
 

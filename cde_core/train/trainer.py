@@ -36,7 +36,11 @@ from cde_core.models import PairModel, model_from_config
 from cde_core.preprocessing import Preprocessing
 from cde_core.train import distributed
 from cde_core.train.config import TrainConfig, save_config
-from cde_core.train.feature_cache import backbone_replaced, encode_roles, feature_cache_plan
+from cde_core.train.feature_cache import (
+    backbone_replaced,
+    encode_roles,
+    feature_cache_plan,
+)
 from cde_core.train.precision import autocast_context, resolve_precision
 from cde_core.verification import Calibration, calibrate_no_effect_threshold
 
