@@ -18,7 +18,8 @@ each command the robot also publishes its ground truth as a cde_ros/EpisodeLabel
 check or an operator would on a real robot, so the bag the node records carries labels made on the robot's
 side. `episode_order: grid` runs every task for each seed (the generator's order: N episodes of T tasks are
 `cde sim generate --seeds seed:seed+N/T`'s pairs); the default `cycle` gives episode i the task i mod T and
-the seed seed+i.
+the seed seed+i. `after_frame`, `label_check`, `rest_limit`: the generator's benchmark-v2 options (after frame
+at rest, labels checked against the object's joint; the defaults are the episodes the demo model saw).
 """
 from __future__ import annotations
 
@@ -69,6 +70,14 @@ class SimRobotNode(Node):
         if self.episode_order not in ("cycle", "grid"):
             raise ValueError(f"episode_order must be 'cycle' or 'grid', not {self.episode_order!r}")
         label_topic = str(p("label_topic", "").value)  # '' = publish no EpisodeLabel
+        # the generator's v2 options (cde sim generate --after-frame / --label-check / --rest-limit)
+        from cde_core.sim.episode import EpisodeSettings
+
+        self.settings = EpisodeSettings(frame_every=self.steps_per_frame,
+                                        after_frame=str(p("after_frame", "fixed").value),
+                                        label_check=str(p("label_check", "off").value),
+                                        rest_limit=int(p("rest_limit", 200).value))
+        self.settings.validate()  # a bad option fails the node's start, not its episode thread
         self.image_pub = self.create_publisher(Image, "image", 5)
         self.mask_pub = self.create_publisher(Image, "robot_mask", 5)
         self.command_pub = self.create_publisher(ManipulatorCommand, "commands", RELIABLE)
@@ -124,12 +133,12 @@ class SimRobotNode(Node):
 
     # ------------------------------------------------------------------ episodes
     def _run(self) -> None:
-        from cde_core.sim.episode import EpisodeSettings, plan_episode, run_episode
+        from cde_core.sim.episode import plan_episode, run_episode
         from cde_core.sim.scene import MetaWorldScene, SceneConfig
         from cde_core.sim.tasks import TASKS, resolve_tasks
 
         tasks = resolve_tasks(self.tasks)
-        settings = EpisodeSettings(frame_every=self.steps_per_frame)
+        settings = self.settings
         scenes: dict[str, Any] = {}  # one scene per task, reset per episode (same pixels as a fresh one)
         time.sleep(self.start_delay_s)  # let subscribers discover us
         try:
