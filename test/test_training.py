@@ -70,6 +70,10 @@ def test_train_learns_and_eval_agrees(synthetic: Path, tmp_path: Path, capsys: p
     for role in ("train", "val", "test", "ood"):
         assert report[role]["accuracy"] == pytest.approx(metrics[role]["accuracy"])
         assert (tmp_path / "eval" / f"confusion_comp_0_{role}.png").stat().st_size > 0
+        figures = report[role]["verification"]  # the live demo's figures, on pairs
+        assert figures["n_succeeded"] + figures["n_failed"] + figures["n_reach"] == report[role]["n"]
+        assert 0.0 <= figures["verification_balanced_accuracy"] <= 1.0
+    assert report["test"]["verification"]["recognition_accuracy"] == pytest.approx(metrics["test"]["accuracy"], abs=1e-3)
 
 
 def test_same_seed_same_result(synthetic: Path, tmp_path: Path) -> None:

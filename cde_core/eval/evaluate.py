@@ -6,11 +6,26 @@ from pathlib import Path
 from typing import Any
 
 from cde_core.checkpoint import load_checkpoint
-from cde_core.data.manifest import ROLES, read_manifest
+from cde_core.data.manifest import ROLES, PairRecord, read_manifest
 from cde_core.data.pair_dataset import PairDataset
 from cde_core.eval.metrics import classification_report
 from cde_core.eval.plots import plot_confusion
-from cde_core.eval.predict import predict
+from cde_core.eval.predict import Predictions, predict
+from cde_core.eval.verification_metrics import Outcome, verification_figures
+from cde_core.verification import Calibration, verify_effect
+
+
+def verification_report(pred: Predictions, records: list[PairRecord], class_names: list[str],
+                        calibration: Calibration) -> dict[str, Any]:
+    """The live demo's figures on pairs: each pair verified as its command (`commanded_action`, else its own
+    action) with the model's calibration, the rule the node applies."""
+    outcomes = []
+    for i, record in enumerate(records):
+        commanded = record.commanded_action or record.action
+        verdict = verify_effect(commanded, class_names, pred.probs[i], float(pred.magnitudes[i]), calibration)
+        outcomes.append(Outcome(commanded, record.action, record.effect_happened, verdict.verdict.name.lower(),
+                                class_names[int(pred.preds[i])], float(pred.magnitudes[i])))
+    return verification_figures(outcomes)
 
 
 def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, split: str, out: str | Path,
@@ -34,6 +49,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, split: str, ou
         dataset = PairDataset(data, subset, meta.class_names, objects, meta.preprocessing, grid=model.grid_size)
         pred = predict(model, dataset, precision=precision)
         report[role] = classification_report(pred.labels, pred.preds, meta.class_names, [r.cell for r in subset])
+        report[role]["verification"] = verification_report(pred, subset, meta.class_names, meta.calibration)
         plot_confusion(report[role]["confusion_matrix"], meta.class_names, f"{split} {role}",
                        out / f"confusion_{split}_{role}.png")
     if not any(role in report for role in ROLES):

@@ -23,33 +23,23 @@ from typing import Any
 
 import numpy as np
 
+from cde_core.eval.verification_metrics import Outcome, verdict_is_right, verification_figures
+
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = ROOT / "models" / "demo" / "cde_demo.safetensors"
 
 
+def _outcome(truth: dict[str, Any], verdict: str, recognition: dict[str, Any] | None = None) -> Outcome:
+    """One command as the shared verification figures see it. An episode with no honest label (another task's
+    motion moved the object: the generator drops such pairs) has true_action None and is left out, counted."""
+    r = recognition or {}
+    return Outcome(truth["commanded_action"], truth["true_action"], bool(truth["effect_happened"]), verdict,
+                   r.get("action"), r.get("effect_magnitude"))
+
+
 def _expected_ok(truth: dict[str, Any], verdict: str) -> bool | None:
-    """Succeeded commands must be SUCCEEDED; a reach ('none') command NO_EFFECT; failed ones anything but
-    SUCCEEDED (a failed command reported as done is the error that matters). None for an episode with no
-    honest label (another task's motion moved the object: the generator drops such pairs; whether the commanded
-    effect happened is not known), which is left out of the scores and counted."""
-    if truth["true_action"] is None:
-        return None
-    if truth["commanded_action"] == "none":
-        return verdict == "no_effect"
-    if truth["effect_happened"]:
-        return verdict == "succeeded"
-    return verdict != "succeeded"
-
-
-def _auroc(scores: list[float], positive: list[bool]) -> float | None:
-    """Probability that a random positive scores above a random negative (ties count half); None if a
-    group is empty. Positive = the world changed; the score is the effect magnitude."""
-    pos = [s for s, p in zip(scores, positive) if p]
-    neg = [s for s, p in zip(scores, positive) if not p]
-    if not pos or not neg:
-        return None
-    wins = sum((a > b) + 0.5 * (a == b) for a in pos for b in neg)
-    return wins / (len(pos) * len(neg))
+    """Whether the verdict is right for this command (cde_core.eval.verification_metrics.verdict_is_right)."""
+    return verdict_is_right(_outcome(truth, verdict))
 
 
 def _child_env(domain: int) -> dict[str, str]:
@@ -250,31 +240,13 @@ def summarise(truths: dict, verdicts: dict, recognitions: dict, frames: dict, ou
     """The demo's figures (issue targets: recognition, verification balanced accuracy, no-effect AUROC), written
     with every truth and verdict to summary.json; the contact sheet of every command to demo.png."""
     ids = [c for c in truths if c in verdicts]
-    unlabelled = [c for c in ids if truths[c]["true_action"] is None]
-    scored = [c for c in ids if c not in unlabelled]
-    succeeded = [c for c in scored if truths[c]["effect_happened"]]
-    failed = [c for c in scored if not truths[c]["effect_happened"] and truths[c]["commanded_action"] != "none"]
-    reach = [c for c in scored if truths[c]["commanded_action"] == "none"]
-    recognised = [c for c in scored if c in recognitions]
+    outcomes = [_outcome(truths[c], verdicts[c]["verdict"], recognitions.get(c)) for c in ids]
     latencies = np.array([verdicts[c]["latency_s"] for c in ids]) * 1000 if ids else np.zeros(0)
-
-    def acc(group: list[str]) -> float | None:
-        return round(float(np.mean([_expected_ok(truths[c], verdicts[c]["verdict"]) for c in group])), 3) if group else None
-
-    groups = [a for a in (acc(succeeded), acc(failed), acc(reach)) if a is not None]
-    auroc = _auroc([recognitions[c]["effect_magnitude"] for c in recognised],
-                   [truths[c]["true_action"] != "none" for c in recognised])
+    figures = verification_figures(outcomes)
     summary = {
         "model": str(model), **(setup or {}), "commands": len(truths), "verdicts": len(ids),
-        "missing_verdicts": sorted(set(truths) - set(verdicts)),
-        "recognition_accuracy": round(float(np.mean([recognitions[c]["action"] == truths[c]["true_action"]
-                                                      for c in recognised])), 3) if recognised else None,
-        "verification_balanced_accuracy": round(float(np.mean(groups)), 3) if groups else None,
-        "no_effect_auroc": round(auroc, 3) if auroc is not None else None,
-        "verification_accuracy_succeeded": acc(succeeded), "verification_accuracy_failed": acc(failed),
-        "verification_accuracy_reach": acc(reach), "n_succeeded": len(succeeded), "n_failed": len(failed),
-        "n_reach": len(reach), "n_unlabelled": len(unlabelled), "unlabelled": unlabelled,
-        "uncertain": sum(verdicts[c]["verdict"] == "uncertain" for c in ids),
+        "missing_verdicts": sorted(set(truths) - set(verdicts)), **figures,
+        "unlabelled": [c for c in ids if truths[c]["true_action"] is None],
         "latency_ms_p50": round(float(np.percentile(latencies, 50)), 1) if ids else None,
         "latency_ms_p90": round(float(np.percentile(latencies, 90)), 1) if ids else None,
         "latency_ms_max": round(float(latencies.max()), 1) if ids else None, "seconds": round(seconds, 1),
