@@ -74,6 +74,11 @@ def test_train_learns_and_eval_agrees(synthetic: Path, tmp_path: Path, capsys: p
         assert figures["n_succeeded"] + figures["n_failed"] + figures["n_reach"] == report[role]["n"]
         assert 0.0 <= figures["verification_balanced_accuracy"] <= 1.0
     assert report["test"]["verification"]["recognition_accuracy"] == pytest.approx(metrics["test"]["accuracy"], abs=1e-3)
+    assert cde(["eval", str(out / "model.safetensors"), "--data", str(synthetic), "--split", "all",
+                "--out", str(tmp_path / "eval")]) == 0
+    everything = json.loads((tmp_path / "eval" / "eval_all.json").read_text())
+    assert list(everything).count("all") == 1 and everything["all"]["n"] == sum(report[r]["n"] for r in report
+                                                                              if r in ("train", "val", "test", "ood"))
 
 
 def test_same_seed_same_result(synthetic: Path, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import sys
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="model.safetensors written by `cde train`")
     parser.add_argument("--data", required=True, help="dataset directory with manifest.jsonl")
-    parser.add_argument("--split", default="iid_0", help="split name (iid_k, comp_k, syst_k)")
+    parser.add_argument("--split", default="iid_0", help="split name (iid_k, comp_k, syst_k), or 'all': every pair as one role")
     parser.add_argument("--out", default="runs/eval", help="output directory")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
 
@@ -23,10 +23,11 @@ def run(args: argparse.Namespace) -> int:
     except (CheckpointError, ManifestError, ValueError) as exc:
         print(f"cde eval: {exc}", file=sys.stderr)
         return 2
-    for role in ("train", "val", "test", "ood"):
+    for role in ("train", "val", "test", "ood", "all"):
         if role in report:
-            r = report[role]
+            r, v = report[role], report[role]["verification"]
             print(f"{role:>5}: accuracy {r['accuracy']:.3f}  cell-balanced "
-                  f"{r.get('cell_balanced_accuracy', float('nan')):.3f}  (n={r['n']})")
+                  f"{r.get('cell_balanced_accuracy', float('nan')):.3f}  verification balanced "
+                  f"{v['verification_balanced_accuracy']}  no-effect AUROC {v['no_effect_auroc']}  (n={r['n']})")
     print(f"wrote {args.out}/eval_{args.split}.json")
     return 0

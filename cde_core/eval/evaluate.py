@@ -15,6 +15,9 @@ from cde_core.eval.verification_metrics import Outcome, verification_figures
 from cde_core.verification import Calibration, verify_effect
 
 
+ALL = "all"
+
+
 def verification_report(pred: Predictions, records: list[PairRecord], class_names: list[str],
                         calibration: Calibration) -> dict[str, Any]:
     """The live demo's figures on pairs: each pair verified as its command (`commanded_action`, else its own
@@ -30,7 +33,8 @@ def verification_report(pred: Predictions, records: list[PairRecord], class_name
 
 def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, split: str, out: str | Path,
                         precision: str = "fp32") -> dict[str, Any]:
-    """Metrics per role (train/val/test/ood) of `split` -> `out/eval_<split>.json` + a confusion PNG per role."""
+    """Metrics per role (train/val/test/ood) of `split` -> `out/eval_<split>.json` + a confusion PNG per role.
+    `split="all"`: one role, "all", with every pair (a held-out set, e.g. episodes the model never saw)."""
     model, meta = load_checkpoint(checkpoint)
     records = read_manifest(data)
     unknown = sorted({r.action for r in records} - set(meta.class_names))
@@ -42,8 +46,9 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, split: str, ou
     report: dict[str, Any] = {"checkpoint": str(checkpoint), "data": str(data), "split": split,
                               "model": meta.model.name, "class_names": meta.class_names,
                               "calibration": meta.calibration.to_dict()}
-    for role in ROLES:
-        subset = [r for r in records if r.role(split) == role]
+    roles = ("all",) if split == ALL else ROLES
+    for role in roles:
+        subset = records if split == ALL else [r for r in records if r.role(split) == role]
         if not subset:
             continue
         dataset = PairDataset(data, subset, meta.class_names, objects, meta.preprocessing, grid=model.grid_size)
@@ -52,7 +57,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, split: str, ou
         report[role]["verification"] = verification_report(pred, subset, meta.class_names, meta.calibration)
         plot_confusion(report[role]["confusion_matrix"], meta.class_names, f"{split} {role}",
                        out / f"confusion_{split}_{role}.png")
-    if not any(role in report for role in ROLES):
+    if not any(role in report for role in roles):
         raise ValueError(f"split {split!r} has no pairs in {data}")
     (out / f"eval_{split}.json").write_text(json.dumps(report, indent=2))
     return report
