@@ -82,6 +82,8 @@ def check_meta_values(meta: ModelMeta) -> None:
         raise ValueError(f"calibration.no_effect_magnitude must be finite and >= 0, got {cal.no_effect_magnitude}")
     if not 0.0 <= cal.min_confidence <= 1.0:  # also false for NaN
         raise ValueError(f"calibration.min_confidence must be in [0, 1], got {cal.min_confidence}")
+    if cal.no_effect_probability is not None and not 0.0 <= cal.no_effect_probability <= 1.0:
+        raise ValueError(f"calibration.no_effect_probability must be in [0, 1] or null, got {cal.no_effect_probability}")
 
 
 def save_checkpoint(path: str | Path, model: PairModel, meta: ModelMeta) -> Path:

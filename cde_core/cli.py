@@ -13,6 +13,7 @@ import sys
 COMMANDS: dict[str, str] = {
     "train": "Train a model on a pair manifest: cde train CONFIG [key=value ...]",
     "eval": "Evaluate a checkpoint on the splits of a manifest",
+    "calibrate": "Choose a checkpoint's no-effect decision again on validation pairs",
     "experiment": "Train/evaluate every method over seeds and splits; write results.json/.md and plots",
     "pretrain": "Self-supervised pretraining of a backbone on unlabelled frames",
     "export": "Export a checkpoint to ONNX or a TensorRT engine",

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from cde_core.checkpoint import load_checkpoint
@@ -79,6 +80,15 @@ def test_train_learns_and_eval_agrees(synthetic: Path, tmp_path: Path, capsys: p
     everything = json.loads((tmp_path / "eval" / "eval_all.json").read_text())
     assert list(everything).count("all") == 1 and everything["all"]["n"] == sum(report[r]["n"] for r in report
                                                                               if r in ("train", "val", "test", "ood"))
+    # cde calibrate: the same weights, the decision chosen again on the val pairs (here: the same pairs as
+    # training's own calibration, so the same rule)
+    assert cde(["calibrate", str(out / "model.safetensors"), "--data", str(synthetic), "--split", "comp_0",
+                "--out", str(tmp_path / "recalibrated.safetensors")]) == 0
+    again, meta_again = load_checkpoint(tmp_path / "recalibrated.safetensors")
+    assert meta_again.calibration == meta.calibration
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    assert cde(["calibrate", str(out / "model.safetensors"), "--data", str(synthetic), "--split", "comp_0",
+                "--role", "nothing", "--out", str(tmp_path / "x.safetensors")]) == 2
 
 
 def test_same_seed_same_result(synthetic: Path, tmp_path: Path) -> None:

@@ -5,7 +5,8 @@ import math
 
 import pytest
 
-from cde_core.verification import Calibration, Verdict, calibrate_no_effect_threshold, verify_effect
+from cde_core.verification import (Calibration, Verdict, calibrate_no_effect, calibrate_no_effect_threshold,
+                                   verify_effect)
 
 CLASSES = ["open", "close", "none"]
 CAL = Calibration(no_effect_magnitude=0.5, min_confidence=0.6, no_change_class="none")
@@ -54,3 +55,30 @@ def test_calibration_without_both_groups_is_off() -> None:
 
 def test_calibration_round_trip() -> None:
     assert Calibration.from_dict(CAL.to_dict()) == CAL
+
+
+def test_no_change_probability_rule_calls_no_effect_above_its_threshold_only() -> None:
+    cal = Calibration(no_effect_magnitude=0.5, min_confidence=0.6, no_effect_probability=0.4)
+    below = verify_effect("open", CLASSES, [0.55, 0.05, 0.4], 2.0, cal)  # p(none) 0.40 >= 0.40
+    assert below.verdict == Verdict.NO_EFFECT and "probability 0.40" in below.reason
+    assert verify_effect("open", CLASSES, [0.65, 0.0, 0.35], 2.0, cal).verdict == Verdict.SUCCEEDED
+    assert verify_effect("open", CLASSES, [0.55, 0.05, 0.4], 2.0, CAL).verdict == Verdict.UNCERTAIN  # rule off
+    assert Calibration.from_dict(cal.to_dict()) == cal
+    assert Calibration.from_dict({"no_effect_magnitude": 1.0}).no_effect_probability is None  # older checkpoints
+
+
+def test_joint_calibration_keeps_a_separating_magnitude_and_adds_the_probability_where_it_helps() -> None:
+    changed = [False] * 4 + [True] * 4
+    # magnitudes separate the groups: the magnitude rule alone, as before
+    mags = [0.1, 0.2, 0.3, 0.25, 1.0, 1.5, 0.9, 2.0]
+    p_none = [0.3, 0.9, 0.2, 0.6, 0.1, 0.7, 0.2, 0.0]
+    t_mag, t_prob = calibrate_no_effect(mags, p_none, changed)
+    assert t_prob is None and max(mags[:4]) <= t_mag < min(mags[4:])
+    # one no-change pair has a large magnitude (an unmasked shadow) but a clear "none" probability
+    mags = [0.1, 0.2, 3.0, 0.25, 1.0, 1.5, 0.9, 2.0]
+    p_none = [0.3, 0.4, 0.8, 0.5, 0.1, 0.2, 0.2, 0.0]
+    t_mag, t_prob = calibrate_no_effect(mags, p_none, changed)
+    assert t_prob is not None and 0.2 < t_prob <= 0.8
+    calls = [m <= t_mag or p >= t_prob for m, p in zip(mags, p_none)]
+    assert calls == [True] * 4 + [False] * 4
+    assert calibrate_no_effect([1.0, 2.0], [0.1, 0.2], [True, True]) == (0.0, None)

@@ -42,7 +42,7 @@ from cde_core.train.feature_cache import (
     feature_cache_plan,
 )
 from cde_core.train.precision import autocast_context, resolve_precision
-from cde_core.verification import Calibration, calibrate_no_effect_threshold
+from cde_core.verification import calibrate
 
 _LOG = logging.getLogger(__name__)
 
@@ -312,8 +312,7 @@ class Trainer:
         """Calibrate on val, report every role, write the run directory (rank 0)."""
         cfg = self.config
         changed = [r.action != NO_CHANGE for r in self.roles["val"]]
-        calibration = Calibration(no_effect_magnitude=calibrate_no_effect_threshold(
-            predictions["val"].magnitudes, changed))
+        calibration = calibrate(predictions["val"], changed, self.class_names)
         if all(changed):
             _LOG.warning("no '%s' pairs in IID val: no-effect threshold left at 0 (magnitude check off)", NO_CHANGE)
         metrics: dict[str, Any] = {
