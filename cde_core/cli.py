@@ -44,7 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(f"cde_core.commands.{known.command}")
     cmd_parser = argparse.ArgumentParser(prog=f"cde {known.command}", description=COMMANDS[known.command])
     module.add_arguments(cmd_parser)
-    args = cmd_parser.parse_args(rest)
+    try:  # `key=value` overrides may come before or after --options
+        args = cmd_parser.parse_intermixed_args(rest)
+    except TypeError:  # argparse cannot intermix a command with sub-commands (cde data import|merge)
+        args = cmd_parser.parse_args(rest)
     return int(module.run(args) or 0)
 
 

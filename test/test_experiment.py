@@ -96,3 +96,19 @@ def test_bad_experiment_config(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump({"data": "x", "splits": ["comp_0"], "seeds": [0], "methods": ["magic"]}))
     with pytest.raises(ValueError, match="unknown methods"):
         load_experiment(path)
+
+
+def test_auto_precision_is_probed_once_for_the_whole_experiment() -> None:
+    from cde_core.experiment.runner import _experiment_precision
+
+    job = {"train_config": str(REPO_ROOT / "cde_core" / "configs" / "synthetic_tiny.yaml"), "overrides": []}
+    assert _experiment_precision({**job, "overrides": ["precision=fp32"]}) is None  # a concrete one is kept
+    assert _experiment_precision({**job, "overrides": ["precision=auto"]}) in ("fp32", "bf16")
+
+
+def test_overrides_may_follow_the_options(tmp_path: Path) -> None:
+    """`cde experiment CONFIG --out DIR key=value` (the documented order) reaches the runner's config check."""
+    with pytest.raises(ValueError, match="needs 'data'"):
+        config = tmp_path / "empty.yaml"
+        config.write_text("splits: [comp_0]\n")
+        cde(["experiment", str(config), "--out", str(tmp_path / "out"), "optim.epochs=1"])
