@@ -25,15 +25,16 @@ def test_auroc_counts_ties_half_and_needs_both_groups() -> None:
 
 
 def test_figures_are_the_mean_of_the_groups_and_leave_unlabelled_out() -> None:
-    outcomes = [Outcome("open", "open", True, "succeeded", "open", 5.0),
-                Outcome("close", "close", True, "no_effect", "none", 0.2),   # a missed success
-                Outcome("open", "none", False, "failed", "close", 0.3),
-                Outcome("none", "none", False, "no_effect", "none", 0.1),
-                Outcome("open", None, False, "succeeded", "open", 9.0)]      # unlabelled
+    outcomes = [Outcome("open", "open", True, "succeeded", "open", 5.0, 0.0),
+                Outcome("close", "close", True, "no_effect", "none", 0.2, 0.5),   # a missed success
+                Outcome("open", "none", False, "failed", "close", 0.3, 0.4),
+                Outcome("none", "none", False, "no_effect", "none", 0.1, 0.9),
+                Outcome("open", None, False, "succeeded", "open", 9.0, 0.1)]      # unlabelled
     figures = verification_figures(outcomes)
     assert figures["verification_accuracy_succeeded"] == 0.5
     assert figures["verification_accuracy_failed"] == 1.0 and figures["verification_accuracy_reach"] == 1.0
     assert figures["verification_balanced_accuracy"] == pytest.approx(round((0.5 + 1 + 1) / 3, 3))
     assert figures["recognition_accuracy"] == 0.5  # close was recognised as none, the failure as close
+    assert figures["no_change_probability_auroc"] == pytest.approx(0.75)  # the missed success has p(none) 0.5, above the failure's 0.4
     assert figures["no_effect_auroc"] == pytest.approx(0.75)  # changed 5.0 beats 0.3 and 0.1; 0.2 beats 0.1 only
     assert (figures["n_succeeded"], figures["n_failed"], figures["n_reach"], figures["n_unlabelled"]) == (2, 1, 1, 1)

@@ -26,8 +26,10 @@ def verification_report(pred: Predictions, records: list[PairRecord], class_name
     for i, record in enumerate(records):
         commanded = record.commanded_action or record.action
         verdict = verify_effect(commanded, class_names, pred.probs[i], float(pred.magnitudes[i]), calibration)
+        p_none = (float(pred.probs[i][class_names.index(calibration.no_change_class)])
+                  if calibration.no_change_class in class_names else None)
         outcomes.append(Outcome(commanded, record.action, record.effect_happened, verdict.verdict.name.lower(),
-                                class_names[int(pred.preds[i])], float(pred.magnitudes[i])))
+                                class_names[int(pred.preds[i])], float(pred.magnitudes[i]), p_none))
     return verification_figures(outcomes)
 
 

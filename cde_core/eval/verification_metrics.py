@@ -5,7 +5,8 @@
   SUCCEEDED, failed commands not called SUCCEEDED (a failed command reported as done is the error that
   matters), and no-change ("none") commands called NO_EFFECT;
 - no-effect AUROC: how well the effect magnitude separates pairs where the world changed from pairs where
-  it did not.
+  it did not (and `no_change_probability_auroc`: the same for the classifier's no-change probability, the
+  other input of the no-effect decision).
 Pure Python over plain values, so the demo (verdict names from the node) and `cde eval` (verdicts from
 `verify_effect` on a model's outputs) score the same way.
 """
@@ -29,6 +30,7 @@ class Outcome:
     verdict: str  # succeeded | failed | no_effect | uncertain
     recognised_action: str | None = None
     effect_magnitude: float | None = None
+    p_no_change: float | None = None  # the classifier's probability of the no-change class
 
 
 def verdict_is_right(outcome: Outcome) -> bool | None:
@@ -69,11 +71,15 @@ def verification_figures(outcomes: Sequence[Outcome]) -> dict[str, float | int |
     measured = [o for o in scored if o.effect_magnitude is not None]
     separation = auroc([float(o.effect_magnitude) for o in measured],  # type: ignore[arg-type]
                        [o.true_action != NO_CHANGE for o in measured])
+    with_p = [o for o in scored if o.p_no_change is not None]
+    by_probability = auroc([1.0 - float(o.p_no_change) for o in with_p],  # type: ignore[arg-type]
+                           [o.true_action != NO_CHANGE for o in with_p])
     present = [g for g in groups if g is not None]
     return {
         "recognition_accuracy": _rate([o.recognised_action == o.true_action for o in recognised]),
         "verification_balanced_accuracy": round(float(np.mean(present)), 3) if present else None,
         "no_effect_auroc": round(separation, 3) if separation is not None else None,
+        "no_change_probability_auroc": round(by_probability, 3) if by_probability is not None else None,
         "verification_accuracy_succeeded": groups[0], "verification_accuracy_failed": groups[1],
         "verification_accuracy_reach": groups[2], "n_succeeded": len(succeeded), "n_failed": len(failed),
         "n_reach": len(reach), "n_unlabelled": len(outcomes) - len(scored),

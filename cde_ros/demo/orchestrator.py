@@ -33,8 +33,9 @@ def _outcome(truth: dict[str, Any], verdict: str, recognition: dict[str, Any] | 
     """One command as the shared verification figures see it. An episode with no honest label (another task's
     motion moved the object: the generator drops such pairs) has true_action None and is left out, counted."""
     r = recognition or {}
+    scores = dict(zip(r.get("class_names", []), r.get("scores", [])))
     return Outcome(truth["commanded_action"], truth["true_action"], bool(truth["effect_happened"]), verdict,
-                   r.get("action"), r.get("effect_magnitude"))
+                   r.get("action"), r.get("effect_magnitude"), scores.get("none"))
 
 
 def _expected_ok(truth: dict[str, Any], verdict: str) -> bool | None:
@@ -149,6 +150,8 @@ def run_demo(model: Path, episodes: int, out_dir: Path, timeout_s: float, image_
     def on_recognition(msg: ActionRecognition) -> None:
         with lock:
             recognitions[msg.command_id] = {"action": msg.action, "confidence": msg.confidence,
+                                            "class_names": list(msg.class_names),
+                                            "scores": [float(x) for x in msg.scores],
                                             "effect_magnitude": msg.effect_magnitude,
                                             "patches": list(msg.changed_patches),
                                             "grid": [msg.patch_grid_rows, msg.patch_grid_cols],
