@@ -4,7 +4,7 @@
 # (on 2 cores: about 12 min of rendering, 35 min of pretraining, 25 min of training).
 #   ROBOT_MASK=none scripts/train_demo_model.sh   the same model without masks (the README's masks-off row),
 #                                                 written to runs/demo_model_none, the shipped model untouched
-#   BACKBONE=scratch scripts/train_demo_model.sh  the same model from a random backbone (runs/demo_model_scratch)
+#   BACKBONE=scratch scripts/train_demo_model.sh  the same model from a random backbone (runs/demo_model_scratch_union)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$ROOT/scripts/setup_env.sh"
@@ -21,8 +21,8 @@ if [ ! -f "$DATA/manifest.jsonl" ]; then
 fi
 BACKBONE_FILE=runs/pretrain_demo/backbone.safetensors
 if [ "${BACKBONE:-pretrained}" = "scratch" ]; then
-  cde train cde_core/configs/demo_model.yaml "data.root=$DATA" "data.robot_mask=$MASK" out=runs/demo_model_scratch
-  echo "wrote runs/demo_model_scratch/model.safetensors"
+  cde train cde_core/configs/demo_model.yaml "data.root=$DATA" "data.robot_mask=$MASK" "out=runs/demo_model_scratch_$MASK"
+  echo "wrote runs/demo_model_scratch_$MASK/model.safetensors"
   exit 0
 fi
 # pretraining reads the training pairs' frames from runs/demo_train (pretrain_demo.yaml), test pairs left out
