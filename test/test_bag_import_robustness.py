@@ -7,9 +7,6 @@ import json
 import os
 import random
 import shutil
-import signal
-import subprocess
-import sys
 import weakref
 from pathlib import Path
 from typing import Any
@@ -18,7 +15,7 @@ import numpy as np
 import pytest
 from ruamel.yaml import YAML
 from test_bag_import import png
-from test_episode_recorder import REPO_ROOT, episode, label, listed_files, record
+from test_episode_recorder import episode, kill_9_recorder_child, label, listed_files, record
 
 from cde_core.cli import main as cde_main
 from cde_core.data import bag_import
@@ -88,29 +85,8 @@ def test_kill_9_of_the_recorder_imports_every_complete_episode(tmp_path: Path, m
     directory = tmp_path / "rec"
     script = CHILD.format(test_dir=str(Path(__file__).parent), directory=str(directory), mode=mode,
                           stall_after=6 if mode != "anywhere" else 10**9)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(REPO_ROOT), env.get("PYTHONPATH", "")] if p)
-    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, env=env)
-    done: list[str] = []
-    stalled = ""
-    try:
-        for line in child.stdout:  # no deadline here: pytest-timeout guards a child that hangs
-            words = line.split()
-            if words[:1] == ["done"]:
-                done.append(words[1])
-            if words[:1] == ["stalled"]:
-                stalled = words[1]
-                break
-            if mode == "anywhere" and len(done) >= 8:
-                break
-        else:
-            pytest.fail(f"child ended early: {child.wait()} {child.stderr.read()}")
-        os.kill(child.pid, signal.SIGKILL)
-    finally:
-        child.kill()
-        child.wait()
-    assert child.returncode == -signal.SIGKILL
+    done, stalled = kill_9_recorder_child(
+        script, lambda words, done: words[:1] == ["stalled"] or (mode == "anywhere" and len(done) >= 8))
 
     out = tmp_path / "dataset"
     summary = import_bags([directory], out)

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pytest
@@ -419,6 +419,35 @@ while True:
 """
 
 
+def kill_9_recorder_child(script: str, stop: Callable[[list[str], list[str]], bool]) -> tuple[list[str], str]:
+    """Run a recording child (`python -c script`, which prints `done <id>` per finished episode and may print
+    `stalled <id>`), read its lines until `stop(words, done)`, then SIGKILL it. Returns (done ids, stalled id)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(REPO_ROOT), env.get("PYTHONPATH", "")] if p)
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=env)
+    done: list[str] = []
+    stalled = ""
+    try:
+        assert child.stdout is not None
+        for line in child.stdout:  # no deadline here: pytest-timeout guards a child that hangs
+            words = line.split()
+            if words[:1] == ["done"]:
+                done.append(words[1])
+            if words[:1] == ["stalled"]:
+                stalled = " ".join(words[1:])  # the file it stalled in, where the child says
+            if stop(words, done):
+                break
+        else:
+            pytest.fail(f"child ended early: {child.wait()} {child.stderr.read() if child.stderr else ''}")
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait()
+    assert child.returncode == -signal.SIGKILL
+    return done, stalled
+
+
 @pytest.mark.parametrize("stall", [True, False], ids=["killed-inside-a-write", "killed-anywhere"])
 def test_kill_9_keeps_every_completed_episode(tmp_path: Path, stall: bool) -> None:
     from cde_core.data.bag_import import find_bags
@@ -427,25 +456,8 @@ def test_kill_9_keeps_every_completed_episode(tmp_path: Path, stall: bool) -> No
     n_done = 7
     script = CHILD.format(test_dir=str(Path(__file__).parent), directory=str(directory),
                           stall_at=n_done if stall else -1)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(REPO_ROOT), env.get("PYTHONPATH", "")] if p)
-    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, env=env)
-    done: list[str] = []
-    try:
-        for line in child.stdout:  # no deadline here: pytest-timeout guards a child that hangs
-            words = line.split()
-            if words[:1] == ["done"]:
-                done.append(words[1])
-            if (stall and words[:1] == ["stalled"]) or (not stall and len(done) >= n_done):
-                break
-        else:
-            pytest.fail(f"child ended early: {child.wait()} {child.stderr.read()}")
-        os.kill(child.pid, signal.SIGKILL)
-    finally:
-        child.kill()
-        child.wait()
-    assert child.returncode == -signal.SIGKILL
+    done, _ = kill_9_recorder_child(script, lambda words, done: (words[:1] == ["stalled"]) if stall
+                                    else len(done) >= n_done)
     assert len(done) >= n_done
     bags = bags_under(directory)
     assert len(bags) >= 2  # size splits happened before the kill
