@@ -101,16 +101,7 @@ def verify_effect(commanded_action: str, class_names: Sequence[str], scores: Seq
 def calibrate_no_effect_threshold(magnitudes: Sequence[float], changed: Sequence[bool]) -> float:
     """Threshold on effect magnitude that best separates unchanged from changed pairs (balanced
     accuracy on the given validation pairs); 0.0 when either group is missing."""
-    mags = np.asarray(magnitudes, dtype=np.float64)
-    chg = np.asarray(changed, dtype=bool)
-    if mags.size == 0 or chg.all() or not chg.any():
-        return 0.0
-    best_t, best_acc = 0.0, -1.0
-    for t in np.unique(mags):
-        acc = 0.5 * (np.mean(mags[~chg] <= t) + np.mean(mags[chg] > t))
-        if acc > best_acc:
-            best_t, best_acc = float(t), acc
-    return best_t
+    return calibrate_no_effect(magnitudes, None, changed)[0]
 
 
 def _balanced(no_effect: np.ndarray, changed: np.ndarray) -> np.ndarray:
@@ -118,15 +109,14 @@ def _balanced(no_effect: np.ndarray, changed: np.ndarray) -> np.ndarray:
     return 0.5 * ((no_effect[:, ~changed]).mean(axis=1) + (~no_effect[:, changed]).mean(axis=1))
 
 
-def calibrate_no_effect(magnitudes: Sequence[float], p_no_change: Sequence[float],
+def calibrate_no_effect(magnitudes: Sequence[float], p_no_change: Sequence[float] | None,
                         changed: Sequence[bool]) -> tuple[float, float | None]:
     """The no-effect decision chosen on validation pairs: (magnitude threshold, no-change probability threshold
     or None), whichever pair of thresholds gives the best balanced accuracy of "nothing changed" with the rule
     magnitude <= t_mag OR p(no change) >= t_prob. The magnitude rule alone is tried first and kept on ties,
-    so a model whose magnitudes already separate the groups keeps the rule it had. (0.0, None) when either
-    group is missing."""
+    so a model whose magnitudes already separate the groups keeps the rule it had; `p_no_change` None: the
+    magnitude rule only. (0.0, None) when either group is missing."""
     mags = np.asarray(magnitudes, dtype=np.float64)
-    probs = np.asarray(p_no_change, dtype=np.float64)
     chg = np.asarray(changed, dtype=bool)
     if mags.size == 0 or chg.all() or not chg.any():
         return 0.0, None
@@ -134,6 +124,9 @@ def calibrate_no_effect(magnitudes: Sequence[float], p_no_change: Sequence[float
     by_magnitude = mags[None, :] <= mag_candidates[:, None]
     scores = _balanced(by_magnitude, chg)
     best_mag, best_prob, best = float(mag_candidates[scores.argmax()]), None, float(scores.max())
+    if p_no_change is None:
+        return best_mag, None
+    probs = np.asarray(p_no_change, dtype=np.float64)
     for t_prob in np.unique(probs):
         combined = by_magnitude | (probs >= t_prob)[None, :]
         scores = _balanced(combined, chg)
@@ -146,10 +139,8 @@ def calibrate(predictions: Any, changed: Sequence[bool], class_names: Sequence[s
               no_change_class: str = "none") -> Calibration:
     """The calibration of a model from its predictions on validation pairs (`predictions.magnitudes`,
     `predictions.probs` [N, classes]); the no-change probability rule only when the model has that class."""
-    if no_change_class not in class_names:
-        return Calibration(no_effect_magnitude=calibrate_no_effect_threshold(predictions.magnitudes, changed),
-                           no_change_class=no_change_class)
-    p_none = np.asarray(predictions.probs)[:, list(class_names).index(no_change_class)]
+    p_none = (np.asarray(predictions.probs)[:, list(class_names).index(no_change_class)]
+              if no_change_class in class_names else None)
     magnitude, probability = calibrate_no_effect(predictions.magnitudes, p_none, changed)
     return Calibration(no_effect_magnitude=magnitude, no_change_class=no_change_class,
                        no_effect_probability=probability)
