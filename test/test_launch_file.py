@@ -145,14 +145,21 @@ def _ros2_until(env: dict[str, str], args: list[str], expected: str, timeout: fl
     raise AssertionError(f"`ros2 {' '.join(args)}` never gave {expected}: {out.stdout}{out.stderr}")
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Launched:
     """`ros2 launch cde_ros perception.launch.py ARGS` in its own process group, plus a test node."""
 
     def __init__(self, env: dict[str, str], args: list[str], log: Path) -> None:
         self.env, self.log_path = env, log
         self._log = open(log, "w")
+        # SIGINT at its default in the child, as in a terminal: a test run started as a background job (a
+        # non-interactive shell's `cmd &`) inherits SIGINT ignored, and `ros2 launch` keeps it ignored
         self.proc = subprocess.Popen([_require_ros_tools(), "launch", "cde_ros", "perception.launch.py", *args],
-                                     env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+                                     env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+                                     preexec_fn=_default_sigint)
         self.t = TestNode("launch_test")
 
     def log(self) -> str:
