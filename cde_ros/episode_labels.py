@@ -5,7 +5,8 @@ service: no std_srvs is installed here, and a topic lets a labelling tool publis
 lets `ros2 bag`/our recorder capture it). `LabelHandler.on_label` is the subscription callback the
 node mounts: it checks the label and hands the untouched message to the recorder, which stores it in
 the bag as an EpisodeLabel message. Nothing is overwritten in a bag: a correction is simply a newer
-label, and `cde data import` applies the latest one per command id (by the recorder's receive time).
+label; `cde data import` matches labels by command id and reports labels of one command that disagree (it
+leaves that episode out, or with `--label-conflicts latest` takes the latest by the recorder's receive time).
 
 Pure Python (messages are read by attribute), so it is tested without ROS.
 """
