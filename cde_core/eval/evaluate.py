@@ -5,13 +5,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cde_core.checkpoint import load_checkpoint
+from cde_core.checkpoint import ModelMeta, load_checkpoint
 from cde_core.data.manifest import ROLES, PairRecord, read_manifest
 from cde_core.data.pair_dataset import PairDataset
 from cde_core.eval.metrics import classification_report
 from cde_core.eval.plots import plot_confusion
 from cde_core.eval.predict import Predictions, predict
 from cde_core.eval.verification_metrics import Outcome, verification_figures
+from cde_core.models import PairModel
 from cde_core.verification import Calibration, verify_effect
 
 
@@ -33,15 +34,27 @@ def verification_report(pred: Predictions, records: list[PairRecord], class_name
     return verification_figures(outcomes)
 
 
+def require_known_actions(records: list[PairRecord], class_names: list[str]) -> None:
+    """A model can only be scored (or calibrated) on actions it has classes for."""
+    unknown = sorted({r.action for r in records} - set(class_names))
+    if unknown:
+        raise ValueError(f"the data has actions {unknown} the model does not know ({class_names})")
+
+
+def predict_pairs(model: PairModel, meta: ModelMeta, data: str | Path, records: list[PairRecord],
+                  objects: list[str], precision: str) -> Predictions:
+    """The model's outputs on these pairs, preprocessed as the checkpoint says (robot masks included)."""
+    dataset = PairDataset(data, records, meta.class_names, objects, meta.preprocessing, grid=model.grid_size)
+    return predict(model, dataset, precision=precision)
+
+
 def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, split: str, out: str | Path,
                         precision: str = "fp32") -> dict[str, Any]:
     """Metrics per role (train/val/test/ood) of `split` -> `out/eval_<split>.json` + a confusion PNG per role.
     `split="all"`: one role, "all", with every pair (a held-out set, e.g. episodes the model never saw)."""
     model, meta = load_checkpoint(checkpoint)
     records = read_manifest(data)
-    unknown = sorted({r.action for r in records} - set(meta.class_names))
-    if unknown:
-        raise ValueError(f"the data has actions {unknown} the model does not know ({meta.class_names})")
+    require_known_actions(records, meta.class_names)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     objects = meta.objects or sorted({r.object for r in records})
@@ -53,8 +66,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, split: str, ou
         subset = records if split == ALL else [r for r in records if r.role(split) == role]
         if not subset:
             continue
-        dataset = PairDataset(data, subset, meta.class_names, objects, meta.preprocessing, grid=model.grid_size)
-        pred = predict(model, dataset, precision=precision)
+        pred = predict_pairs(model, meta, data, subset, objects, precision)
         report[role] = classification_report(pred.labels, pred.preds, meta.class_names, [r.cell for r in subset])
         report[role]["verification"] = verification_report(pred, subset, meta.class_names, meta.calibration)
         plot_confusion(report[role]["confusion_matrix"], meta.class_names, f"{split} {role}",

@@ -10,8 +10,7 @@ from pathlib import Path
 
 from cde_core.checkpoint import load_checkpoint, save_checkpoint
 from cde_core.data.manifest import NO_CHANGE, read_manifest
-from cde_core.data.pair_dataset import PairDataset
-from cde_core.eval.predict import predict
+from cde_core.eval.evaluate import predict_pairs, require_known_actions
 from cde_core.verification import Calibration, calibrate
 
 
@@ -22,12 +21,8 @@ def recalibrate_checkpoint(checkpoint: str | Path, data: str | Path, split: str,
     records = [r for r in read_manifest(data) if r.role(split) == role]
     if not records:
         raise ValueError(f"split {split!r} of {data} has no {role} pairs to calibrate on")
-    unknown = sorted({r.action for r in records} - set(meta.class_names))
-    if unknown:
-        raise ValueError(f"the data has actions {unknown} the model does not know ({meta.class_names})")
-    objects = meta.objects or sorted({r.object for r in records})
-    dataset = PairDataset(data, records, meta.class_names, objects, meta.preprocessing, grid=model.grid_size)
-    pred = predict(model, dataset, precision=precision)
+    require_known_actions(records, meta.class_names)
+    pred = predict_pairs(model, meta, data, records, meta.objects or sorted({r.object for r in records}), precision)
     old = meta.calibration
     new = calibrate(pred, [r.action != NO_CHANGE for r in records], meta.class_names, old.no_change_class)
     new.min_confidence = old.min_confidence
