@@ -133,6 +133,25 @@ def test_out_of_range_metadata_refused(tmp_path: Path, change: dict, message: st
         load_checkpoint(path)
 
 
+def test_effect_magnitude_in_metadata(tmp_path: Path) -> None:
+    """Checkpoints from before the setting load with the measure they were calibrated on ("global"); an
+    unknown measure is refused, not silently replaced."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    path, _ = _save(tmp_path)
+    meta = json.loads(_header_json(path))
+    assert meta["model"]["effect_magnitude"] == "global"
+    del meta["model"]["effect_magnitude"]
+    save_file(load_file(str(path)), str(path), metadata={"cde": json.dumps(meta)})
+    assert load_checkpoint(path)[0].config.effect_magnitude == "global"
+    meta["model"]["effect_magnitude"] = "loudness"
+    save_file(load_file(str(path)), str(path), metadata={"cde": json.dumps(meta)})
+    with pytest.raises(CheckpointError, match="effect_magnitude must be one of"):
+        load_checkpoint(path)
+
+
 def _header_json(path: Path) -> str:
     from safetensors import safe_open
 

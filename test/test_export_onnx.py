@@ -24,9 +24,10 @@ from cde_core.verification import Calibration
 CLASSES = ["close", "none", "open"]
 
 
-def _checkpoint(path: Path, seed: int = 0) -> Path:
+def _checkpoint(path: Path, seed: int = 0, effect_magnitude: str = "global") -> Path:
     torch.manual_seed(seed)
-    model = create_model("cde", num_classes=3, backbone="cde_vit_test", img_size=32, latent_dim=16, top_k=3)
+    model = create_model("cde", num_classes=3, backbone="cde_vit_test", img_size=32, latent_dim=16, top_k=3,
+                         effect_magnitude=effect_magnitude)
     prep = Preprocessing(img_size=32, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
     meta = ModelMeta(model.config, list(CLASSES), prep, Calibration(no_effect_magnitude=0.25, min_confidence=0.6))
     return save_checkpoint(path, model, meta)
@@ -149,6 +150,22 @@ def test_onnx_runtime_matches_torch_runtime(exported: tuple[Path, Path]) -> None
     assert set(r_onnx.changed_patches.tolist()) == set(r_torch.changed_patches.tolist())
     assert r_onnx.effect_magnitude == pytest.approx(r_torch.effect_magnitude, rel=1e-4)
     assert r_onnx.effect_magnitude > 0
+
+
+@pytest.mark.parametrize("kind", ["relative", "topk"])
+def test_head_graph_computes_the_models_effect_magnitude(tmp_path: Path, kind: str) -> None:
+    """The change measure is part of the exported head, so the node's ONNX runtime thresholds the number the
+    checkpoint was calibrated on."""
+    ckpt = _checkpoint(tmp_path / "m.safetensors", effect_magnitude=kind)
+    index = export_onnx(ckpt, tmp_path / "m.onnx").index
+    onnx_rt, torch_rt = load_runtime(index), load_runtime(ckpt)
+    rng = np.random.default_rng(1)
+    a, b = (rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(2))
+    r_onnx, r_torch = (rt.compare(rt.embed(a), rt.embed(b)) for rt in (onnx_rt, torch_rt))
+    assert r_onnx.effect_magnitude == pytest.approx(r_torch.effect_magnitude, rel=1e-4)
+    global_rt = load_runtime(_checkpoint(tmp_path / "g.safetensors"))
+    r_global = global_rt.compare(global_rt.embed(a), global_rt.embed(b))
+    assert r_torch.effect_magnitude != pytest.approx(r_global.effect_magnitude, rel=1e-3)  # a different measure
 
 
 def test_opset_is_selectable(exported: tuple[Path, Path], tmp_path: Path) -> None:

@@ -82,6 +82,40 @@ def test_topk_selects_changed_patches(name: str, seed: int) -> None:
     assert out.effect_magnitude[0] > 0 and unchanged.effect_magnitude[0] == pytest.approx(0.0, abs=1e-5)
 
 
+def test_effect_magnitude_kinds() -> None:
+    """global: the pooled delta's norm; relative: the same over the embeddings' mean norm, so scaling both
+    embeddings leaves it alone; topk: the selected patch deltas' mean norm. All three are 0 for no change."""
+    from cde_core.models.effect_magnitude import effect_magnitude
+
+    before, after = torch.tensor([[3.0, 0.0]]), torch.tensor([[0.0, 4.0]])
+    patches = torch.tensor([[[1.0, 0.0], [0.0, 3.0]]])
+    assert effect_magnitude("global", before, after, patches).item() == pytest.approx(5.0)
+    assert effect_magnitude("relative", before, after, patches).item() == pytest.approx(5.0 / 3.5)
+    assert effect_magnitude("relative", 10 * before, 10 * after, patches).item() == pytest.approx(5.0 / 3.5)
+    assert effect_magnitude("global", 10 * before, 10 * after, patches).item() == pytest.approx(50.0)
+    assert effect_magnitude("topk", before, after, patches).item() == pytest.approx(2.0)
+    for kind in ("global", "relative", "topk"):
+        assert effect_magnitude(kind, before, before, 0 * patches).item() == 0.0
+    assert effect_magnitude("relative", 0 * before, 0 * before, patches).item() == 0.0  # no division by zero
+    with pytest.raises(ValueError, match="effect_magnitude must be one of"):
+        effect_magnitude("loudness", before, after, patches)
+
+
+@pytest.mark.parametrize("kind", ["global", "relative", "topk"])
+def test_model_reports_its_configured_effect_magnitude(kind: str) -> None:
+    from cde_core.models.effect_magnitude import effect_magnitude
+
+    torch.manual_seed(0)
+    model = create_model("cde", num_classes=3, effect_magnitude=kind, **TINY).eval()
+    before, after = torch.randn(2, 3, 32, 32), torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        out = model.forward_train(before, after)
+    expected = effect_magnitude(kind, out["before_global"], out["after_global"], out["delta_topk"])
+    torch.testing.assert_close(out["effect_magnitude"], expected)
+    with pytest.raises(ValueError, match="effect_magnitude must be one of"):
+        create_model("cde", num_classes=3, effect_magnitude="loudness", **TINY)
+
+
 def test_topk_changed_patches_function() -> None:
     deltas = torch.zeros(1, 6, 4)
     deltas[0, 4] = 5.0

@@ -18,6 +18,7 @@ from cde_core.checkpoint import load_checkpoint
 from cde_core.cli import main as cde
 from cde_core.data.manifest import read_manifest
 from cde_core.data.synthetic import generate_synthetic
+from cde_core.eval.recalibrate import recalibrate_checkpoint
 from cde_core.train.config import ConfigError, load_config
 from cde_core.train.trainer import action_blocks, lr_factor
 
@@ -87,6 +88,19 @@ def test_train_learns_and_eval_agrees(synthetic: Path, tmp_path: Path, capsys: p
     again, meta_again = load_checkpoint(tmp_path / "recalibrated.safetensors")
     assert meta_again.calibration == meta.calibration
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    # --effect-magnitude: a named measure is set; auto takes the best no-change AUROC on those pairs (the
+    # model's own measure, "global", on ties) and chooses the thresholds for it
+    assert cde(["calibrate", str(out / "model.safetensors"), "--data", str(synthetic), "--split", "comp_0",
+                "--effect-magnitude", "topk", "--out", str(tmp_path / "topk.safetensors")]) == 0
+    assert load_checkpoint(tmp_path / "topk.safetensors")[0].config.effect_magnitude == "topk"
+    auto = recalibrate_checkpoint(out / "model.safetensors", synthetic, "comp_0", tmp_path / "auto.safetensors",
+                                  effect_magnitude="auto")
+    scores = auto.auroc_by_effect_magnitude
+    assert auto.old_effect_magnitude == "global" and sorted(scores) == ["global", "relative", "topk"]
+    assert scores[auto.effect_magnitude] == max(scores.values())
+    assert auto.effect_magnitude == "global" or scores[auto.effect_magnitude] > scores["global"]
+    model_auto, meta_auto = load_checkpoint(tmp_path / "auto.safetensors")
+    assert model_auto.config.effect_magnitude == auto.effect_magnitude and meta_auto.calibration == auto.new
     assert cde(["calibrate", str(out / "model.safetensors"), "--data", str(synthetic), "--split", "comp_0",
                 "--role", "nothing", "--out", str(tmp_path / "x.safetensors")]) == 2
 

@@ -28,6 +28,8 @@ class ModelConfig:
     projector_layers: int = 2
     # Patch-wise deltas: how many of the most-changed patches (L2 norm) are kept.
     top_k: int = 4
+    # The change measure the no-effect rule thresholds (effect_magnitude.py): global | relative | topk.
+    effect_magnitude: str = "global"
     # Baselines: hidden width of the pair MLP (vanilla / ICM / SMS / before-only).
     head_hidden: int = 256
     # ICM critic: number of object categories it tries to predict (0 = no critic).

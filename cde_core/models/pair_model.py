@@ -12,6 +12,7 @@ from torch import nn
 
 from cde_core.models.backbone import Backbone
 from cde_core.models.config import ModelConfig
+from cde_core.models.effect_magnitude import EFFECT_MAGNITUDES, effect_magnitude
 from cde_core.models.projector import CausalProjector
 from cde_core.robot_mask import suppress_masked_patches
 
@@ -38,6 +39,8 @@ class PairModel(nn.Module):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
+        if config.effect_magnitude not in EFFECT_MAGNITUDES:
+            raise ValueError(f"model.effect_magnitude must be one of {EFFECT_MAGNITUDES}, got {config.effect_magnitude!r}")
         self.config = config
         self.backbone = Backbone(config.backbone, config.img_size, config.pretrained_file,
                                  **config.backbone_kwargs)
@@ -78,7 +81,8 @@ class PairModel(nn.Module):
             "delta_global": delta_global,
             "delta_topk": delta_topk,
             "topk_indices": topk_indices,
-            "effect_magnitude": delta_global.norm(dim=-1),
+            "effect_magnitude": effect_magnitude(self.config.effect_magnitude, before_global, after_global,
+                                                 delta_topk),
             "before_global": before_global,
             "after_global": after_global,
         }
