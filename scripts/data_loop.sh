@@ -39,3 +39,34 @@ for name, s in rows.items():
     print(f"| {name} | " + " | ".join(str(s[k]) for k in keys) + " |")
 print("recording:", rows["bag"].get("recording"))
 PY
+# Paired, offline: the bag pairs given the generator's splits and row order (scripts/align_bag_splits.py checks
+# pixels and labels pair by pair), the same training on each, for three split draws, scored on the held-out
+# episodes; with the same inputs the two trainings should be the same, so any difference is the loop's.
+[ -f "$OUT/heldout/manifest.jsonl" ] || cde sim generate --tasks demo --seeds 1000:1048 --size 96 --cameras object \
+  --failures 0.25 --appearance mixed --workers 2 --no-progress --out "$OUT/heldout"
+for draw in 0 1 2; do
+  gen="$OUT/gen_data_d$draw" bag="$OUT/bag_aligned_d$draw"
+  [ -f "$gen/manifest.jsonl" ] || cde data merge "$OUT/gen_data" --split-seed "$draw" --out "$gen"
+  [ -f "$bag/manifest.jsonl" ] || python scripts/align_bag_splits.py "$OUT/bag_data" "$gen" --out "$bag"
+  for source in gen bag; do
+    data="$OUT/gen_data_d$draw"; [ "$source" = bag ] && data="$bag"
+    model="$OUT/paired_${source}_d$draw"
+    [ -f "$model/model.safetensors" ] || cde train cde_core/configs/demo_model.yaml "data.root=$data" "out=$model"
+    [ -f "$model/eval/eval_all.json" ] || cde eval "$model/model.safetensors" --data "$OUT/heldout" --split all \
+      --out "$model/eval"
+  done
+done
+python - "$OUT" <<'PY'
+import json, sys
+
+from safetensors.torch import load_file
+
+out = sys.argv[1]
+keys = ("recognition_accuracy", "verification_balanced_accuracy", "no_effect_auroc")
+print("| draw | " + " | ".join(f"{k} gen / bag" for k in keys) + " | weights equal |")
+for draw in range(3):
+    fig = {s: json.load(open(f"{out}/paired_{s}_d{draw}/eval/eval_all.json"))["all"]["verification"] for s in ("gen", "bag")}
+    weights = [load_file(f"{out}/paired_{s}_d{draw}/model.safetensors") for s in ("gen", "bag")]
+    equal = weights[0].keys() == weights[1].keys() and all(weights[0][k].equal(weights[1][k]) for k in weights[0])
+    print(f"| {draw} | " + " | ".join(f"{fig['gen'][k]} / {fig['bag'][k]}" for k in keys) + f" | {equal} |")
+PY

@@ -6,8 +6,7 @@ The classifier says *which* action happened; this says *whether* anything did, a
 - "global": |phi(after) - phi(before)| of the pooled token, the paper's delta norm. A look that shrinks or
   grows every embedding (a dim scene, low contrast) shrinks or grows it too, so one threshold fits one look.
 - "relative": that norm over the mean norm of the two embeddings. Scale-free, so a look's overall embedding
-  size cancels; on the demo model's validation pairs it separated no-change from change at AUROC 0.971
-  against 0.888 for "global" (README "Demo").
+  size cancels. The shipped demo model uses it (chosen on its validation pairs; README "Quick start").
 - "topk": mean L2 norm of the Top-K patch deltas (the patches the model shows as changed); local evidence,
   the robot's patches already left out.
 
