@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     images = args.out / "images"
     if not images.exists():
-        os.symlink((args.bag_data / "images").resolve(), images)
+        # relative, so the datasets can move together
+        os.symlink(os.path.relpath((args.bag_data / "images").resolve(), args.out.resolve()), images)
     write_manifest(args.out, aligned)
     print(f"aligned {len(aligned)} bag pairs to the generator's splits and order ({len(problems)} problems); "
           f"wrote {args.out}")

@@ -42,6 +42,10 @@ def test_bag_pairs_take_the_generators_splits_and_order(tmp_path: Path) -> None:
     assert [r.id for r in aligned] == ["cmd-1", "cmd-2", "cmd-3"]
     assert [r.splits["iid_0"] for r in aligned] == ["train", "val", "test"]
     assert (tmp_path / "out" / aligned[0].before).is_file()  # images reachable from the new dataset
+    (tmp_path / "moved").mkdir()
+    for name in ("bag", "out"):  # a relative link: the two datasets can move together
+        (tmp_path / name).rename(tmp_path / "moved" / name)
+    assert (tmp_path / "moved" / "out" / aligned[0].before).is_file()
 
 
 def test_mismatches_are_reported(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
