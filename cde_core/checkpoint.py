@@ -73,12 +73,10 @@ def check_meta_values(meta: ModelMeta) -> None:
                 or (positive and min(values) <= 0):
             raise ValueError(f"preprocessing.{key} must be 3 finite numbers{' > 0' if positive else ''}, "
                              f"got {list(values)}")
-    from cde_core.models.effect_magnitude import EFFECT_MAGNITUDES
+    from cde_core.models.effect_magnitude import check_effect_magnitude
     from cde_core.robot_mask import MASK_MODES
 
-    if meta.model.effect_magnitude not in EFFECT_MAGNITUDES:
-        raise ValueError(f"model.effect_magnitude must be one of {EFFECT_MAGNITUDES}, got {meta.model.effect_magnitude!r}")
-
+    check_effect_magnitude(meta.model.effect_magnitude)
     if prep.robot_mask not in MASK_MODES:
         raise ValueError(f"preprocessing.robot_mask must be one of {MASK_MODES}, got {prep.robot_mask!r}")
     cal = meta.calibration

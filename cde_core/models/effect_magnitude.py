@@ -22,6 +22,12 @@ EFFECT_MAGNITUDES = ("global", "relative", "topk")
 _EPS = 1e-6  # an all-zero embedding (never seen in practice) gives 0 change, not a division by zero
 
 
+def check_effect_magnitude(kind: str) -> None:
+    """ValueError unless `kind` is a known measure (a model's config, a checkpoint's header)."""
+    if kind not in EFFECT_MAGNITUDES:
+        raise ValueError(f"model.effect_magnitude must be one of {EFFECT_MAGNITUDES}, got {kind!r}")
+
+
 def effect_magnitude(kind: str, before_global: torch.Tensor, after_global: torch.Tensor,
                      delta_topk: torch.Tensor) -> torch.Tensor:
     """[B] change measure `kind` from pooled embeddings [B,L] and the selected patch deltas [B,K,L]."""
@@ -33,4 +39,5 @@ def effect_magnitude(kind: str, before_global: torch.Tensor, after_global: torch
         return delta_norm / scale.clamp_min(_EPS)
     if kind == "topk":
         return delta_topk.norm(dim=-1).mean(dim=1)
-    raise ValueError(f"effect_magnitude must be one of {EFFECT_MAGNITUDES}, got {kind!r}")
+    check_effect_magnitude(kind)
+    raise AssertionError(f"no formula for effect magnitude {kind!r}")

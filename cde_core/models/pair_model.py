@@ -12,7 +12,7 @@ from torch import nn
 
 from cde_core.models.backbone import Backbone
 from cde_core.models.config import ModelConfig
-from cde_core.models.effect_magnitude import EFFECT_MAGNITUDES, effect_magnitude
+from cde_core.models.effect_magnitude import check_effect_magnitude, effect_magnitude
 from cde_core.models.projector import CausalProjector
 from cde_core.robot_mask import suppress_masked_patches
 
@@ -39,8 +39,7 @@ class PairModel(nn.Module):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        if config.effect_magnitude not in EFFECT_MAGNITUDES:
-            raise ValueError(f"model.effect_magnitude must be one of {EFFECT_MAGNITUDES}, got {config.effect_magnitude!r}")
+        check_effect_magnitude(config.effect_magnitude)
         self.config = config
         self.backbone = Backbone(config.backbone, config.img_size, config.pretrained_file,
                                  **config.backbone_kwargs)
