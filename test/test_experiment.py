@@ -98,6 +98,22 @@ def test_bad_experiment_config(tmp_path: Path) -> None:
         load_experiment(path)
 
 
+def test_methods_option_replaces_the_configs_list(tmp_path: Path) -> None:
+    """`--methods` runs another method list on the same config (a try), checked like the config's own."""
+    from cde_core.experiment.runner import load_experiment
+
+    path = tmp_path / "e.yaml"
+    path.write_text(yaml.safe_dump({"data": "x", "splits": ["comp_0"], "seeds": [0], "methods": ["vanilla", "cde"]}))
+    assert load_experiment(path)["methods"] == ["vanilla", "cde"]
+    assert load_experiment(path, ["vanilla", "cde_paper"])["methods"] == ["vanilla", "cde_paper"]
+    with pytest.raises(ValueError, match="unknown methods"):
+        load_experiment(path, ["vanilla", "data.robot_mask=union"])  # an override swallowed by --methods
+    with pytest.raises(ValueError, match="at least one method"):
+        load_experiment(path, [])
+    with pytest.raises(SystemExit, match="and --methods"):
+        cde(["experiment", "compare", "a", "b", "--methods", "cde", "--out", str(tmp_path / "cmp")])
+
+
 def test_auto_precision_is_probed_once_for_the_whole_experiment() -> None:
     from cde_core.experiment.runner import _experiment_precision
 

@@ -1,4 +1,4 @@
-"""`cde experiment CONFIG --out DIR [key=value ...]`, and
+"""`cde experiment CONFIG --out DIR [--methods M ...] [key=value ...]`, and
 `cde experiment compare DIR_A DIR_B --labels A B --out DIR` (two result directories side by side)."""
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output directory (results, or the comparison)")
     parser.add_argument("--workers", type=int, default=None,
                         help="training processes in parallel (default: the config's `workers`, else 1)")
+    parser.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
+                        help="methods to run instead of the config's list (names: cde_core/experiment/methods.py)")
     parser.add_argument("--labels", nargs=2, metavar=("LABEL_A", "LABEL_B"), default=None,
                         help=f"with `{COMPARE}`: names of the two conditions (default: the directory names)")
     parser.add_argument("overrides", nargs="*",
@@ -23,9 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _compare(args: argparse.Namespace) -> int:
     from cde_core.experiment.comparison import write_comparison
 
-    if len(args.overrides) != 2 or args.workers is not None:
+    if len(args.overrides) != 2 or args.workers is not None or args.methods is not None:
+        extra = "".join(f" and {flag}" for flag, value in (("--workers", args.workers), ("--methods", args.methods))
+                        if value is not None)
         raise SystemExit(f"usage: cde experiment {COMPARE} DIR_A DIR_B [--labels A B] --out DIR "
-                         f"(got {args.overrides}{' and --workers' if args.workers is not None else ''})")
+                         f"(got {args.overrides}{extra})")
     dir_a, dir_b = args.overrides
     labels = tuple(args.labels) if args.labels else (Path(dir_a).name, Path(dir_b).name)
     write_comparison(dir_a, dir_b, labels, args.out)
@@ -40,6 +44,6 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"--labels only goes with `cde experiment {COMPARE} DIR_A DIR_B`")
     from cde_core.experiment.runner import run_experiment
 
-    results = run_experiment(args.config, args.out, args.overrides, args.workers)
+    results = run_experiment(args.config, args.out, args.overrides, args.workers, args.methods)
     print((Path(args.out) / "results.md").read_text())
     return 0 if results["runs"] else 1

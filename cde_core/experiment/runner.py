@@ -33,8 +33,14 @@ from cde_core.train.config import load_config
 _LOG = logging.getLogger(__name__)
 
 
-def load_experiment(path: str | Path) -> dict[str, Any]:
+def load_experiment(path: str | Path, methods: list[str] | None = None) -> dict[str, Any]:
+    """The experiment YAML, checked; `methods` (the command line's --methods) replaces its method list, so one
+    try with another method needs no copy of the config."""
     spec = yaml.safe_load(Path(path).read_text()) or {}
+    if methods is not None:
+        if not methods:
+            raise ValueError("--methods needs at least one method")
+        spec["methods"] = list(methods)
     for key in ("data", "splits", "seeds", "methods"):
         if key not in spec:
             raise ValueError(f"experiment config {path} needs '{key}'")
@@ -100,14 +106,15 @@ def _experiment_precision(job: dict[str, Any]) -> str | None:
 
 
 def run_experiment(path: str | Path, out: str | Path, extra: list[str] | None = None,
-                   workers: int | None = None) -> dict[str, Any]:
+                   workers: int | None = None, methods: list[str] | None = None) -> dict[str, Any]:
     """Every (split, method, seed) run, in `workers` processes (default: the config's `workers`, else 1),
-    then the diagnostics (diagnostics.py) and the targets (targets.py)."""
+    then the diagnostics (diagnostics.py) and the targets (targets.py). `methods` replaces the config's; the
+    experiment.yaml written beside the results records the list that ran."""
     from cde_core.data.manifest import NO_CHANGE
     from cde_core.eval.plots import plot_confusion
 
     start = time.perf_counter()
-    spec = load_experiment(path)
+    spec = load_experiment(path, methods)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "experiment.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
