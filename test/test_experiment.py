@@ -98,8 +98,9 @@ def test_bad_experiment_config(tmp_path: Path) -> None:
         load_experiment(path)
 
 
-def test_methods_option_replaces_the_configs_list(tmp_path: Path) -> None:
-    """`--methods` runs another method list on the same config (a try), checked like the config's own."""
+def test_methods_and_data_options_replace_the_configs(tmp_path: Path) -> None:
+    """`--methods` / `--data` run another method list / dataset on the same config (a try), checked like the
+    config's own."""
     from cde_core.experiment.runner import load_experiment
 
     path = tmp_path / "e.yaml"
@@ -110,8 +111,11 @@ def test_methods_option_replaces_the_configs_list(tmp_path: Path) -> None:
         load_experiment(path, ["vanilla", "data.robot_mask=union"])  # an override swallowed by --methods
     with pytest.raises(ValueError, match="at least one method"):
         load_experiment(path, [])
+    assert load_experiment(path, data="runs/other")["data"] == "runs/other"  # --data
     with pytest.raises(SystemExit, match="and --methods"):
         cde(["experiment", "compare", "a", "b", "--methods", "cde", "--out", str(tmp_path / "cmp")])
+    with pytest.raises(SystemExit, match="and --data"):
+        cde(["experiment", "compare", "a", "b", "--data", "x", "--out", str(tmp_path / "cmp")])
 
 
 def test_auto_precision_is_probed_once_for_the_whole_experiment() -> None:

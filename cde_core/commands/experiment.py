@@ -1,4 +1,4 @@
-"""`cde experiment CONFIG --out DIR [--methods M ...] [key=value ...]`, and
+"""`cde experiment CONFIG --out DIR [--methods M ...] [--data DIR] [key=value ...]`, and
 `cde experiment compare DIR_A DIR_B --labels A B --out DIR` (two result directories side by side)."""
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="training processes in parallel (default: the config's `workers`, else 1)")
     parser.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
                         help="methods to run instead of the config's list (names: cde_core/experiment/methods.py)")
+    parser.add_argument("--data", default=None, metavar="DIR",
+                        help="pair directory to run on instead of the config's `data` (a try on other data)")
     parser.add_argument("--labels", nargs=2, metavar=("LABEL_A", "LABEL_B"), default=None,
                         help=f"with `{COMPARE}`: names of the two conditions (default: the directory names)")
     parser.add_argument("overrides", nargs="*",
@@ -25,9 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _compare(args: argparse.Namespace) -> int:
     from cde_core.experiment.comparison import write_comparison
 
-    if len(args.overrides) != 2 or args.workers is not None or args.methods is not None:
-        extra = "".join(f" and {flag}" for flag, value in (("--workers", args.workers), ("--methods", args.methods))
-                        if value is not None)
+    if len(args.overrides) != 2 or any(v is not None for v in (args.workers, args.methods, args.data)):
+        extra = "".join(f" and {flag}" for flag, value in (("--workers", args.workers), ("--methods", args.methods),
+                                                           ("--data", args.data)) if value is not None)
         raise SystemExit(f"usage: cde experiment {COMPARE} DIR_A DIR_B [--labels A B] --out DIR "
                          f"(got {args.overrides}{extra})")
     dir_a, dir_b = args.overrides
@@ -44,6 +46,6 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"--labels only goes with `cde experiment {COMPARE} DIR_A DIR_B`")
     from cde_core.experiment.runner import run_experiment
 
-    results = run_experiment(args.config, args.out, args.overrides, args.workers, args.methods)
+    results = run_experiment(args.config, args.out, args.overrides, args.workers, args.methods, args.data)
     print((Path(args.out) / "results.md").read_text())
     return 0 if results["runs"] else 1

@@ -33,10 +33,13 @@ from cde_core.train.config import load_config
 _LOG = logging.getLogger(__name__)
 
 
-def load_experiment(path: str | Path, methods: list[str] | None = None) -> dict[str, Any]:
-    """The experiment YAML, checked; `methods` (the command line's --methods) replaces its method list, so one
-    try with another method needs no copy of the config."""
+def load_experiment(path: str | Path, methods: list[str] | None = None, data: str | None = None) -> dict[str, Any]:
+    """The experiment YAML, checked; `methods` and `data` (the command line's --methods, --data) replace its
+    method list and data directory, so a try with another method or dataset needs no copy of the config.
+    (A `data.root=` training override cannot do it: the runner sets each run's data.root from `data`.)"""
     spec = yaml.safe_load(Path(path).read_text()) or {}
+    if data is not None:
+        spec["data"] = str(data)
     if methods is not None:
         if not methods:
             raise ValueError("--methods needs at least one method")
@@ -106,7 +109,8 @@ def _experiment_precision(job: dict[str, Any]) -> str | None:
 
 
 def run_experiment(path: str | Path, out: str | Path, extra: list[str] | None = None,
-                   workers: int | None = None, methods: list[str] | None = None) -> dict[str, Any]:
+                   workers: int | None = None, methods: list[str] | None = None,
+                   data: str | None = None) -> dict[str, Any]:
     """Every (split, method, seed) run, in `workers` processes (default: the config's `workers`, else 1),
     then the diagnostics (diagnostics.py) and the targets (targets.py). `methods` replaces the config's; the
     experiment.yaml written beside the results records the list that ran."""
@@ -114,7 +118,7 @@ def run_experiment(path: str | Path, out: str | Path, extra: list[str] | None = 
     from cde_core.eval.plots import plot_confusion
 
     start = time.perf_counter()
-    spec = load_experiment(path, methods)
+    spec = load_experiment(path, methods, data)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "experiment.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
