@@ -77,9 +77,13 @@ class Harness:
                                                        qos_profile_action_status_default)
         self.recognitions = self.t.collect(ActionRecognition, "/cde_perception/action_recognition", reliable)
         self.verifications = self.t.collect(EffectVerification, "/cde_perception/effect_verification", reliable)
-        wait_for(lambda: self.command_pub.get_subscription_count() > 0 and self.image_pub.get_subscription_count() > 0,
-                 15, "the node's subscriptions")
-        self._prime()
+        try:  # readiness waits, generous because a loaded machine starts the node slowly; they end when it is up
+            wait_for(lambda: self.command_pub.get_subscription_count() > 0
+                     and self.image_pub.get_subscription_count() > 0, 60, "the node's subscriptions")
+            self._prime()
+        except BaseException:  # a node that never came up is stopped here, not left running past the test
+            self.close()
+            raise
 
     def _prime(self) -> None:
         """Best-effort images published before both sides have matched are lost: publish old-stamped
@@ -92,7 +96,7 @@ class Harness:
             values = [{kv.key: kv.value for kv in s.values} for d in list(diagnostics) for s in d.status]
             return max([int(v.get("frames_received", 0)) for v in values], default=0)
 
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 60
         while frames_received() == 0 and time.monotonic() < deadline:
             self.image_pub.publish(_frame(0, time.time_ns() - 3000 * S)[0])
             time.sleep(0.1)
