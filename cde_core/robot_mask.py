@@ -70,6 +70,12 @@ def prepare_mask(mask: np.ndarray, size: int, frame_shape: tuple[int, ...] | Non
     return np.asarray(scaled) > 1e-6
 
 
+def union_coverage(before_mask: np.ndarray, after_mask: np.ndarray, size: int) -> float:
+    """The fraction of the S x S model frame that is robot in either mask (what `mask_pair` refuses above
+    NEARLY_ALL_MASKED), from the masks alone: a dataset can leave such pairs out before decoding frames."""
+    return float((prepare_mask(before_mask, size) | prepare_mask(after_mask, size)).mean())
+
+
 def neutral_fill(mean: tuple[float, float, float]) -> np.ndarray:
     """The uint8 colour that normalises to ~0: the preprocessing mean."""
     return np.clip(np.round(np.asarray(mean, np.float64) * 255.0), 0, 255).astype(np.uint8)

@@ -16,7 +16,7 @@ from torch.utils.data import Dataset, Sampler
 
 from cde_core.data.manifest import ROLES, PairRecord, read_manifest
 from cde_core.preprocessing import Preprocessing, preprocess_rgb
-from cde_core.robot_mask import RobotMaskError, mask_pair
+from cde_core.robot_mask import NEARLY_ALL_MASKED, RobotMaskError, mask_pair, union_coverage
 
 _LOG = logging.getLogger(__name__)
 
@@ -46,6 +46,39 @@ def load_mask(path: Path) -> np.ndarray:
 
     with Image.open(path) as img:
         return np.asarray(img.convert("L"))
+
+
+def mostly_masked(root: str | Path, records: Sequence[PairRecord], size: int) -> dict[str, float]:
+    """id -> robot coverage for the pairs whose two masks together cover more than NEARLY_ALL_MASKED of the
+    model frame: with robot_mask "union" nothing is left to compare (the node calls such a command UNCERTAIN),
+    so training leaves them out and says so instead of stopping at the first one. Unreadable or missing masks
+    are not judged here: the dataset's own read names them."""
+    left: dict[str, float] = {}
+    for record in records:
+        if not record.before_mask or not record.after_mask:
+            continue
+        try:
+            coverage = union_coverage(load_mask(Path(root) / record.before_mask),
+                                      load_mask(Path(root) / record.after_mask), size)
+        except (OSError, ValueError):
+            continue
+        if coverage > NEARLY_ALL_MASKED:
+            left[record.id] = coverage
+    return left
+
+
+def usable_records(root: str | Path, records: Sequence[PairRecord],
+                   preprocessing: Preprocessing) -> tuple[list[PairRecord], dict[str, float]]:
+    """The records a model with this preprocessing can compare, and {id: coverage} of those it cannot
+    (`mostly_masked`; none without robot masks). Training, evaluation, calibration and the experiment's
+    diagnostics all leave the same pairs out, and report them."""
+    if preprocessing.robot_mask == "none":
+        return list(records), {}
+    left = mostly_masked(root, records, preprocessing.img_size)
+    if left:
+        _LOG.warning("%d pair(s) left out: the robot covers > %.0f%% of both frames (e.g. %s, %.0f%%)", len(left),
+                     100 * NEARLY_ALL_MASKED, next(iter(left)), 100 * next(iter(left.values())))
+    return [r for r in records if r.id not in left], left
 
 
 class PairDataset(Dataset):

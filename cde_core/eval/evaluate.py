@@ -7,7 +7,7 @@ from typing import Any
 
 from cde_core.checkpoint import ModelMeta, load_checkpoint
 from cde_core.data.manifest import ROLES, PairRecord, read_manifest
-from cde_core.data.pair_dataset import PairDataset
+from cde_core.data.pair_dataset import PairDataset, usable_records
 from cde_core.eval.metrics import classification_report
 from cde_core.eval.plots import plot_confusion
 from cde_core.eval.predict import Predictions, predict
@@ -64,11 +64,13 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, split: str, ou
     roles = ("all",) if split == ALL else ROLES
     for role in roles:
         subset = records if split == ALL else [r for r in records if r.role(split) == role]
+        subset, left = usable_records(data, subset, meta.preprocessing)
         if not subset:
             continue
         pred = predict_pairs(model, meta, data, subset, objects, precision)
         report[role] = classification_report(pred.labels, pred.preds, meta.class_names, [r.cell for r in subset])
         report[role]["verification"] = verification_report(pred, subset, meta.class_names, meta.calibration)
+        report[role]["left_out_mostly_masked"] = left
         plot_confusion(report[role]["confusion_matrix"], meta.class_names, f"{split} {role}",
                        out / f"confusion_{split}_{role}.png")
     if not any(role in report for role in roles):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from cde_core.checkpoint import load_checkpoint, save_checkpoint
 from cde_core.data.manifest import NO_CHANGE, read_manifest
+from cde_core.data.pair_dataset import usable_records
 from cde_core.eval.evaluate import predict_pairs, require_known_actions
 from cde_core.eval.verification_metrics import auroc
 from cde_core.models.effect_magnitude import EFFECT_MAGNITUDES
@@ -40,7 +41,7 @@ def recalibrate_checkpoint(checkpoint: str | Path, data: str | Path, split: str,
     if effect_magnitude is not None and effect_magnitude != AUTO and effect_magnitude not in EFFECT_MAGNITUDES:
         raise ValueError(f"effect magnitude must be {AUTO!r} or one of {EFFECT_MAGNITUDES}, got {effect_magnitude!r}")
     model, meta = load_checkpoint(checkpoint)
-    records = [r for r in read_manifest(data) if r.role(split) == role]
+    records, _ = usable_records(data, [r for r in read_manifest(data) if r.role(split) == role], meta.preprocessing)
     if not records:
         raise ValueError(f"split {split!r} of {data} has no {role} pairs to calibrate on")
     require_known_actions(records, meta.class_names)

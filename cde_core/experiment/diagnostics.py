@@ -62,7 +62,7 @@ def delta_geometry(data: str | Path, runs: Sequence[dict[str, Any]], methods: Se
     Runs the first seed's checkpoints over each split's IID-test + OOD pairs (fp32)."""
     from cde_core.checkpoint import load_checkpoint
     from cde_core.data.manifest import read_manifest
-    from cde_core.data.pair_dataset import PairDataset
+    from cde_core.data.pair_dataset import PairDataset, usable_records
     from cde_core.eval.predict import predict
     from cde_core.experiment.geometry_plots import plot_delta_geometry
     from cde_core.experiment.penultimate import predict_with_penultimate
@@ -74,6 +74,10 @@ def delta_geometry(data: str | Path, runs: Sequence[dict[str, Any]], methods: Se
     for split in splits:
         chosen = {r["method"]: r for r in runs if r["split"] == split and r["seed"] == seed}
         subset = [r for r in records if r.role(split) in ("test", "ood")]
+        if chosen:  # the pairs its models could compare (robot masks: not the ones the robot covers)
+            first = next(iter(chosen.values()))
+            _, first_meta = load_checkpoint(first["checkpoint"])
+            subset, _ = usable_records(data, subset, first_meta.preprocessing)
         actions, objects = [r.action for r in subset], [r.object for r in subset]
         entry: dict[str, Any] = {"seed": seed, "pairs": len(subset), "invariance": []}
         if not subset:

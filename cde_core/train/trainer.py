@@ -27,7 +27,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from cde_core.checkpoint import ModelMeta, save_checkpoint
 from cde_core.data.manifest import NO_CHANGE, ROLES, PairRecord, read_manifest
-from cde_core.data.pair_dataset import ClassBalancedSampler, PairDataset, vocabulary
+from cde_core.data.pair_dataset import ClassBalancedSampler, PairDataset, usable_records, vocabulary
 from cde_core.eval.metrics import classification_report
 from cde_core.eval.plots import plot_confusion, plot_curves
 from cde_core.eval.predict import Predictions, predict
@@ -124,6 +124,13 @@ class Trainer:
         split = config.data.split
         self.roles: dict[str, list[PairRecord]] = {role: [r for r in self.records if r.role(split) == role]
                                                    for role in ROLES}
+        # With robot masks, pairs the robot covers almost entirely are left out (listed in metrics.json).
+        self.left_out: dict[str, dict[str, float]] = {}  # role -> {pair id: robot coverage}
+        for role, recs in self.roles.items():
+            self.roles[role], left = usable_records(
+                root, recs, Preprocessing(img_size=config.model.img_size, robot_mask=config.data.robot_mask))
+            if left:
+                self.left_out[role] = left
         if not self.roles["train"] or not self.roles["val"]:
             raise ValueError(f"split {split!r} of {root} needs train and val pairs "
                              f"(has {[(k, len(v)) for k, v in self.roles.items()]})")
@@ -320,7 +327,8 @@ class Trainer:
             "world_size": self.world, "precision": self.precision, "precision_probe": self.precision_probe,
             "device": self.device.type, "train_images_per_second": throughput, "seconds": seconds,
             "feature_cache": {"used": self.use_feature_cache, "seconds": cache_seconds},
-            "class_names": self.class_names, "calibration": calibration.to_dict()}
+            "class_names": self.class_names, "calibration": calibration.to_dict(),
+            "left_out_mostly_masked": self.left_out}
         for role, pred in predictions.items():
             metrics[role] = _report(pred, self.roles[role], self.class_names)
         checkpoint = self.out / "model.safetensors"
