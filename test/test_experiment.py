@@ -83,6 +83,26 @@ def test_experiment_runner_tiny(tmp_path: Path) -> None:
     assert f"| comp_0 | cde | 1 | fp32 | {results['runs'][-1]['seconds']:.1f} |" in md
     for png in ("deltas.png", "deltas_comp_0.png", "confusion_cde.png"):
         assert (out / png).stat().st_size > 0
+    # --resume: the finished runs are reused, not trained again (same rows, checkpoints untouched); a run whose
+    # configuration differs (another epoch count) is trained.
+    stamps = {r["checkpoint"]: Path(r["checkpoint"]).stat().st_mtime_ns for r in results["runs"]}
+    assert cde(["experiment", str(config), "--out", str(out), "--resume"]) == 0
+    resumed = json.loads((out / "results.json").read_text())
+    assert resumed["timing"]["resumed"] == 6 and all(r["resumed"] for r in resumed["runs"])
+    assert [(r["method"], r["seed"], r["ood"], r["best_epoch"]) for r in resumed["runs"]] == [
+        (r["method"], r["seed"], r["ood"], r["best_epoch"]) for r in results["runs"]]
+    assert all(Path(c).stat().st_mtime_ns == t for c, t in stamps.items())
+    assert "Resumed (`--resume`): 6 of the 6 runs" in (out / "results.md").read_text()
+    from cde_core.experiment.runner import finished_run
+
+    spec = yaml.safe_load(config.read_text())
+    job = {"split": "comp_0", "method": "vanilla", "seed": 0, "train_config": spec["train_config"]}
+    base = [*spec["overrides"], "model.name=vanilla", "loss.contrast=0", "loss.sparsity=0", f"data.root={data}",
+            "data.split=comp_0", "seed=0", f"out={out / 'runs' / 'comp_0' / 'vanilla' / 'seed0'}", "progress=false"]
+    assert finished_run({**job, "overrides": base}) is not None
+    assert finished_run({**job, "overrides": [*base, "optim.epochs=3"]}) is None
+    results = resumed
+
     # An experiment compared with itself: every paired difference is 0.
     assert cde(["experiment", "compare", str(out), str(out), "--labels", "a", "b", "--out", str(tmp_path / "cmp")]) == 0
     comparison = json.loads((tmp_path / "cmp" / "comparison.json").read_text())

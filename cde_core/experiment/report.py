@@ -47,6 +47,9 @@ def _protocol(results: dict[str, Any]) -> list[str]:
         lines.append(f"Wall time: {timing['total_seconds']:.0f} s in total ({timing['training_seconds']:.0f} s for "
                      f"{timing['runs']} runs on {timing['workers']} worker(s), {timing['run_seconds_sum']:.0f} s summed "
                      "over runs; the rest is diagnostics). Per-run seconds: the runs table.")
+        if timing.get("resumed"):
+            lines.append(f"Resumed (`--resume`): {timing['resumed']} of the {timing['runs']} runs were reused from "
+                         "an earlier run of this experiment; their seconds are the trainer's own.")
     lines.append(f"Mean antonym cosine ({geometry.get('model')}, {geometry.get('split')}): "
                  f"{_num(geometry.get('mean_antonym_cosine'))}")
     return lines

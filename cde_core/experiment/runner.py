@@ -55,24 +55,49 @@ def load_experiment(path: str | Path, methods: list[str] | None = None, data: st
     return spec
 
 
+def _run_row(job: dict[str, Any], m: dict[str, Any], checkpoint: Path, seconds: float) -> dict[str, Any]:
+    """One run's row of results.json from its metrics.json."""
+    return {"split": job["split"], "method": job["method"], "seed": job["seed"], "best_epoch": m["best_epoch"],
+            "precision": m.get("precision"),
+            "val": m["val"]["accuracy"] if "val" in m else float("nan"),
+            "iid": m["test"]["accuracy"] if "test" in m else float("nan"),
+            "ood": m["ood"]["accuracy"] if "ood" in m else float("nan"),
+            "ood_cell_balanced": m.get("ood", {}).get("cell_balanced_accuracy", float("nan")),
+            "ood_per_cell": m.get("ood", {}).get("per_cell_accuracy", {}),
+            "seconds": seconds, "train_seconds": float(m["seconds"]), "checkpoint": str(checkpoint)}
+
+
+def finished_run(job: dict[str, Any]) -> dict[str, Any] | None:
+    """The row of a run already in its directory with this job's resolved configuration (config.yaml equal
+    to it, metrics.json and model.safetensors written), else None: what `--resume` reuses instead of training.
+    Its `seconds` are the trainer's own (the first wall time was not kept) and `resumed` is set."""
+    config = load_config(job["train_config"], job["overrides"])
+    run_dir = Path(config.out)
+    files = [run_dir / name for name in ("config.yaml", "metrics.json", "model.safetensors")]
+    if not all(f.is_file() for f in files):
+        return None
+    saved = yaml.safe_load(files[0].read_text())
+    if saved != yaml.safe_load(yaml.safe_dump(config.to_dict(), sort_keys=False)):
+        return None
+    metrics = json.loads(files[1].read_text())
+    return {**_run_row(job, metrics, files[2], float(metrics["seconds"])), "resumed": True}
+
+
 def _train_one(job: dict[str, Any]) -> dict[str, Any]:
     """Train and evaluate one (split, method, seed); a module-level function so worker processes can run it.
 
     `seconds` is this job's wall time (data, training, evaluation, writing); `train_seconds` the trainer's own."""
     from cde_core.train.trainer import train
 
+    if job.get("resume"):
+        done = finished_run(job)
+        if done is not None:
+            _LOG.info("%s %s seed %d: reused (--resume)", job["split"], job["method"], job["seed"])
+            return done
     start = time.perf_counter()
     result = train(load_config(job["train_config"], job["overrides"]))
-    m = result.metrics
-    run = {"split": job["split"], "method": job["method"], "seed": job["seed"], "best_epoch": result.best_epoch,
-           "precision": m.get("precision"),
-           "val": m["val"]["accuracy"] if "val" in m else float("nan"),
-           "iid": m["test"]["accuracy"] if "test" in m else float("nan"),
-           "ood": m["ood"]["accuracy"] if "ood" in m else float("nan"),
-           "ood_cell_balanced": m.get("ood", {}).get("cell_balanced_accuracy", float("nan")),
-           "ood_per_cell": m.get("ood", {}).get("per_cell_accuracy", {}),
-           "seconds": time.perf_counter() - start, "train_seconds": result.seconds,
-           "checkpoint": str(result.checkpoint)}
+    run = _run_row(job, {**result.metrics, "best_epoch": result.best_epoch, "seconds": result.seconds},
+                   result.checkpoint, time.perf_counter() - start)
     _LOG.info("%s %s seed %d: iid %.3f ood %.3f (%.0f s)", run["split"], run["method"], run["seed"], run["iid"],
               run["ood"], run["seconds"])
     return run
@@ -108,9 +133,17 @@ def _experiment_precision(job: dict[str, Any]) -> str | None:
     return precision
 
 
+def _resumed_precision(out: Path) -> str | None:
+    """The one precision the finished runs under `out` were trained in, so a resumed `auto` experiment uses it
+    again instead of a new probe that may pick the other one (and match none of them); None if not one."""
+    found = {yaml.safe_load(p.read_text()).get("precision") for p in (out / "runs").glob("*/*/*/config.yaml")}
+    found.discard("auto")
+    return found.pop() if len(found) == 1 else None
+
+
 def run_experiment(path: str | Path, out: str | Path, extra: list[str] | None = None,
                    workers: int | None = None, methods: list[str] | None = None,
-                   data: str | None = None) -> dict[str, Any]:
+                   data: str | None = None, resume: bool = False) -> dict[str, Any]:
     """Every (split, method, seed) run, in `workers` processes (default: the config's `workers`, else 1),
     then the diagnostics (diagnostics.py) and the targets (targets.py). `methods` replaces the config's; the
     experiment.yaml written beside the results records the list that ran."""
@@ -127,10 +160,12 @@ def run_experiment(path: str | Path, out: str | Path, extra: list[str] | None = 
                            f"data.split={split}", f"seed={seed}", f"out={out / 'runs' / split / method / f'seed{seed}'}",
                            "progress=false"]}
             for split in spec["splits"] for method in spec["methods"] for seed in spec["seeds"]]
-    precision = _experiment_precision(jobs[0]) if jobs else None
+    precision = (_resumed_precision(out) if resume else None) or (_experiment_precision(jobs[0]) if jobs else None)
     if precision is not None:  # `auto`, decided once: every run of one experiment uses the same precision
         for job in jobs:
             job["overrides"].append(f"precision={precision}")
+    for job in jobs:
+        job["resume"] = resume
     workers = max(1, int(workers if workers is not None else spec.get("workers", 1)))
     runs: list[dict[str, Any]] = []
     if workers == 1:
@@ -163,7 +198,7 @@ def run_experiment(path: str | Path, out: str | Path, extra: list[str] | None = 
                "precision": precisions[0] if len(precisions) == 1 else precisions,
                "timing": {"total_seconds": time.perf_counter() - start, "training_seconds": training_seconds,
                           "run_seconds_sum": float(sum(r["seconds"] for r in runs)), "runs": len(runs),
-                          "workers": workers},
+                          "workers": workers, "resumed": sum(1 for r in runs if r.get("resumed"))},
                "table": table, "runs": runs, "geometry": geometry,
                "diagnostics": {"per_cell_ood": per_cell_ood(runs, spec["methods"], spec["splits"]),
                                "geometry": geometry_by_split},
