@@ -10,7 +10,7 @@ class ModelConfig:
     """Everything needed to rebuild a model's architecture (not its weights).
 
     Values the paper leaves open (latent size l, K, projector size) are ours; defaults are the ones the
-    benchmark measured, see README "Benchmark".
+    benchmark measured, see README "Benchmark" and docs/benchmark/v1.md.
     """
 
     name: str = "cde"
