@@ -60,7 +60,7 @@ def delta_geometry(data: str | Path, runs: Sequence[dict[str, Any]], methods: Se
     """split -> invariance per model/feature, antonym cosines of `geometry_model`, and the figure written.
 
     Runs the first seed's checkpoints over each split's IID-test + OOD pairs (fp32)."""
-    from cde_core.checkpoint import load_checkpoint
+    from cde_core.checkpoint import load_checkpoint, read_meta
     from cde_core.data.manifest import read_manifest
     from cde_core.data.pair_dataset import PairDataset, usable_records
     from cde_core.eval.predict import predict
@@ -75,9 +75,8 @@ def delta_geometry(data: str | Path, runs: Sequence[dict[str, Any]], methods: Se
         chosen = {r["method"]: r for r in runs if r["split"] == split and r["seed"] == seed}
         subset = [r for r in records if r.role(split) in ("test", "ood")]
         if chosen:  # the pairs its models could compare (robot masks: not the ones the robot covers)
-            first = next(iter(chosen.values()))
-            _, first_meta = load_checkpoint(first["checkpoint"])
-            subset, _ = usable_records(data, subset, first_meta.preprocessing)
+            preprocessing = read_meta(next(iter(chosen.values()))["checkpoint"]).preprocessing
+            subset, _ = usable_records(data, subset, preprocessing)
         actions, objects = [r.action for r in subset], [r.object for r in subset]
         entry: dict[str, Any] = {"seed": seed, "pairs": len(subset), "invariance": []}
         if not subset:

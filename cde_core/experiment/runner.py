@@ -145,8 +145,10 @@ def run_experiment(path: str | Path, out: str | Path, extra: list[str] | None = 
                    workers: int | None = None, methods: list[str] | None = None,
                    data: str | None = None, resume: bool = False) -> dict[str, Any]:
     """Every (split, method, seed) run, in `workers` processes (default: the config's `workers`, else 1),
-    then the diagnostics (diagnostics.py) and the targets (targets.py). `methods` replaces the config's; the
-    experiment.yaml written beside the results records the list that ran."""
+    then the diagnostics (diagnostics.py) and the targets (targets.py). `methods` and `data` replace the
+    config's; the experiment.yaml written beside the results records what ran. `resume` reuses every run whose
+    directory already holds a finished run of the same resolved configuration (`finished_run`), so an
+    experiment cut off after its trainings (or half-way) finishes without training them again."""
     from cde_core.data.manifest import NO_CHANGE
     from cde_core.eval.plots import plot_confusion
 

@@ -125,10 +125,10 @@ class Trainer:
         self.roles: dict[str, list[PairRecord]] = {role: [r for r in self.records if r.role(split) == role]
                                                    for role in ROLES}
         # With robot masks, pairs the robot covers almost entirely are left out (listed in metrics.json).
+        self.preprocessing = Preprocessing(img_size=config.model.img_size, robot_mask=config.data.robot_mask)
         self.left_out: dict[str, dict[str, float]] = {}  # role -> {pair id: robot coverage}
         for role, recs in self.roles.items():
-            self.roles[role], left = usable_records(
-                root, recs, Preprocessing(img_size=config.model.img_size, robot_mask=config.data.robot_mask))
+            self.roles[role], left = usable_records(root, recs, self.preprocessing)
             if left:
                 self.left_out[role] = left
         if not self.roles["train"] or not self.roles["val"]:
@@ -142,7 +142,6 @@ class Trainer:
             mc.num_objects = len(self.objects)
         if mc.name == "sms":
             mc.action_blocks = action_blocks(self.class_names, self.records)
-        self.preprocessing = Preprocessing(img_size=mc.img_size, robot_mask=config.data.robot_mask)
         self.model = model_from_config(mc).to(self.device)
         self.frozen = mc.freeze_backbone
         self.use_feature_cache, reason = feature_cache_plan(mc.freeze_backbone, config.data.feature_cache)
