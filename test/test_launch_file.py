@@ -132,10 +132,11 @@ def _require_ros_tools() -> str:
     return ROS2
 
 
-def _ros2_until(env: dict[str, str], args: list[str], expected: str, timeout: float = 20) -> str:
+def _ros2_until(env: dict[str, str], args: list[str], expected: str, timeout: float = 60) -> str:
     """Repeat a ros2 CLI query until it succeeds with `expected` among the words of its output: without the
     daemon (--no-daemon, so that no daemon process outlives the test) each call discovers the graph anew,
-    and a first call may not see the node yet ("Node not found")."""
+    and a first call may not see the node yet ("Node not found"). A readiness wait: it ends when the answer
+    comes; 20 s once ran out in a fresh-clone CI run with `node list` after `lifecycle get` had succeeded."""
     deadline, out = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
         out = subprocess.run([_require_ros_tools(), *args], env=env, capture_output=True, text=True, timeout=30)
