@@ -71,6 +71,12 @@ def test_experiment_runner_tiny(tmp_path: Path) -> None:
         ("cde", "global delta"), ("vanilla", "hidden layer"), ("vanilla", "hidden layer (centred)"),
         ("vanilla", "global delta")]
     assert all(-1 <= i["same_action"] <= 1 and -1 <= i["same_object"] <= 1 for i in geometry["invariance"])
+    no_change = {nc["method"]: nc for nc in geometry["no_change"]}  # what each model calls "nothing changed"
+    assert set(no_change) == {"cde", "vanilla"}
+    assert sum(g["pairs"] for g in no_change["cde"]["groups"].values()) == geometry["pairs"]
+    assert set(no_change["cde"]["groups"]) == {"ood change", "ood none", "test change", "test none"}
+    assert all(g["median_delta_norm"] is None for g in no_change["vanilla"]["groups"].values())
+    assert all(g["median_delta_norm"] > 0 for g in no_change["cde"]["groups"].values() if g["pairs"])
     targets = results["targets"]
     assert targets["selected_on_val"] in ("cde_ce_only", "cde") and targets["candidates"] == ["cde_ce_only", "cde"]
     assert [r["target"].split()[0] for r in targets["rows"]] == ["best", "best", "cde", "mean"]
@@ -78,7 +84,7 @@ def test_experiment_runner_tiny(tmp_path: Path) -> None:
     md = (out / "results.md").read_text()
     assert "| cde |" in md and "comp_0 OOD" in md
     for section in ("## Targets (issue 16)", "## OOD accuracy per held-out cell", "## Invariance of the representation",
-                    "## Antonym cosines", "## Runs", "Precision: fp32.", "Wall time: "):
+                    "## Antonym cosines", '## What is called "nothing changed"', "## Runs", "Precision: fp32.", "Wall time: "):
         assert section in md, section
     assert f"| comp_0 | cde | 1 | fp32 | {results['runs'][-1]['seconds']:.1f} |" in md
     for png in ("deltas.png", "deltas_comp_0.png", "confusion_cde.png"):

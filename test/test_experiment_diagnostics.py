@@ -244,3 +244,40 @@ def test_compare_command_on_two_result_dirs(tmp_path: Path) -> None:
         cde(["experiment", "compare", str(tmp_path / "on"), str(tmp_path / "nothing"), "--out", str(out)])
     with pytest.raises(SystemExit, match="usage: cde experiment compare"):
         cde(["experiment", "compare", str(tmp_path / "on"), "--out", str(out)])
+
+
+def test_identical_pairs_are_answered_by_the_biases_of_a_linear_delta_classifier() -> None:
+    """A CDE model sees a zero delta for a frame compared with itself, so its answer is argmax(bias) whatever
+    the image; with the norm feature too (the norm of a zero delta is 0)."""
+    from cde_core.experiment.no_change import identical_pair_predictions
+    from cde_core.models import create_model
+
+    torch.manual_seed(0)
+    tiny = {"backbone": "cde_vit_test", "img_size": 32, "latent_dim": 16, "projector_hidden": 32, "top_k": 2}
+    items = [(torch.rand(3, 32, 32), torch.rand(3, 32, 32), 0, 0, torch.ones(16)) for _ in range(5)]
+    for norm_feature in (False, True):
+        model = create_model("cde", num_classes=3, norm_feature=norm_feature, **tiny)
+        with torch.no_grad():
+            model.classifier.bias.copy_(torch.tensor([0.0, 0.1, 0.3]))
+        assert identical_pair_predictions(model, items, batch_size=2).tolist() == [2] * 5
+        with torch.no_grad():
+            model.classifier.bias.copy_(torch.tensor([0.0, 0.4, 0.3]))
+        assert identical_pair_predictions(model, items).tolist() == [1] * 5
+
+
+def test_no_change_summary_groups_by_role_and_class() -> None:
+    from cde_core.experiment.no_change import no_change_summary
+
+    labels = np.array([1, 1, 0, 2, 1, 0])  # class 1 = none
+    preds = np.array([1, 0, 1, 2, 2, 1])
+    roles = ["test", "test", "test", "ood", "ood", "ood"]
+    norms = np.array([0.1, 0.3, 2.0, 1.0, 0.5, 3.0])
+    summary = no_change_summary(preds, np.array([2, 2, 2, 2, 2, 1]), norms, labels, roles, none_index=1)
+    assert summary["identical_called_none"] == pytest.approx(1 / 6)
+    groups = summary["groups"]
+    assert groups["test none"] == {"pairs": 2, "median_delta_norm": pytest.approx(0.2), "called_none": 0.5}
+    assert groups["test change"] == {"pairs": 1, "median_delta_norm": 2.0, "called_none": 1.0}
+    assert groups["ood none"] == {"pairs": 1, "median_delta_norm": 0.5, "called_none": 0.0}
+    assert groups["ood change"] == {"pairs": 2, "median_delta_norm": 2.0, "called_none": 0.5}
+    without = no_change_summary(preds, preds, None, labels, roles, none_index=1)
+    assert all(g["median_delta_norm"] is None for g in without["groups"].values())

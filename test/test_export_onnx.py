@@ -271,3 +271,24 @@ def test_class_names_disagreeing_with_graph_rejected(exported: tuple[Path, Path]
 def test_missing_provider_is_an_error_not_a_fallback(exported: tuple[Path, Path]) -> None:
     with pytest.raises(ModelLoadError, match="not in this build"):
         load_runtime(exported[1], providers=["NoSuchExecutionProvider"])
+
+
+def test_norm_feature_model_exports_with_parity(tmp_path: Path) -> None:
+    """The classifier's extra norm input is part of the head graph: ONNX and PyTorch agree on its logits."""
+    torch.manual_seed(3)
+    model = create_model("cde", num_classes=3, backbone="cde_vit_test", img_size=32, latent_dim=16, top_k=3,
+                         norm_feature=True)
+    with torch.no_grad():
+        model.classifier.weight[:, -1] = torch.tensor([2.0, -3.0, 1.0])  # make the norm column matter
+    prep = Preprocessing(img_size=32, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
+    ckpt = save_checkpoint(tmp_path / "n.safetensors", model,
+                           ModelMeta(model.config, list(CLASSES), prep, Calibration()))
+    reloaded, _ = load_checkpoint(ckpt)
+    assert reloaded.config.norm_feature and reloaded.classifier.in_features == 17
+    result = export_onnx(ckpt, tmp_path / "n.onnx")
+    assert result.max_abs_diff < PARITY_ATOL
+    onnx_rt, torch_rt = load_runtime(result.index), load_runtime(ckpt)
+    rng = np.random.default_rng(4)
+    a, b = (rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(2))
+    r_onnx, r_torch = (rt.compare(rt.embed(a), rt.embed(b)) for rt in (onnx_rt, torch_rt))
+    np.testing.assert_allclose(r_onnx.scores, r_torch.scores, atol=1e-4)

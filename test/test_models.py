@@ -177,3 +177,36 @@ def test_missing_pretrained_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(BackboneError, match="does not exist"):
         create_model("cde", num_classes=2, backbone="cde_vit_test", img_size=32,
                      pretrained_file=str(tmp_path / "missing.safetensors"))
+
+
+def test_norm_feature_feeds_the_delta_norm_to_the_classifier() -> None:
+    """With `norm_feature` the classifier reads [delta, |delta|]: a zero delta scores the biases alone and the
+    norm column moves the logits by w * |delta|; without it the classifier has no such input."""
+    plain = create_model("cde_global", num_classes=3, **TINY)
+    assert plain.classifier.in_features == TINY["latent_dim"]
+    model = create_model("cde_global", num_classes=3, norm_feature=True, **TINY).eval()
+    assert model.classifier.in_features == TINY["latent_dim"] + 1
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.weight[:, -1] = torch.tensor([10.0, -10.0, 0.0])  # class 1 = "small delta"
+        model.classifier.bias.copy_(torch.tensor([0.0, 0.5, 0.0]))
+        image = torch.randn(1, 3, 32, 32)
+        same = model(image, image)
+        changed = model(image, image + 2.0 * torch.randn(1, 3, 32, 32))
+    torch.testing.assert_close(same.logits, torch.tensor([[0.0, 0.5, 0.0]]))
+    norm = changed.delta_global.norm()
+    assert norm > 0.05  # a real change (the tiny random backbone's deltas are ~0.1): the norm outvotes the bias
+    torch.testing.assert_close(changed.logits, torch.stack([10 * norm, 0.5 - 10 * norm, torch.zeros(())])[None])
+    assert int(same.logits.argmax()) == 1 and int(changed.logits.argmax()) == 0
+
+
+def test_norm_feature_reads_each_selected_patch_norm() -> None:
+    model = create_model("cde_patch", num_classes=2, norm_feature=True, **TINY).eval()
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.weight[0, -1] = 1.0
+        model.classifier.bias.zero_()
+        before, after = torch.randn(2, 3, 32, 32), torch.randn(2, 3, 32, 32)
+        out = model.head_train(*model.encode(before), *model.encode(after))
+    expected = out["delta_topk"].norm(dim=-1).mean(dim=1)  # the mean over the K selected patches' norms
+    torch.testing.assert_close(out["logits"][:, 0], expected)

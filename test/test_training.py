@@ -119,12 +119,12 @@ def test_same_seed_same_result(synthetic: Path, tmp_path: Path) -> None:
 def test_bf16_and_step_budget(synthetic: Path, tmp_path: Path) -> None:
     out = tmp_path / "bf16"
     assert cde(["train", TINY_CONFIG, f"data.root={synthetic}", "precision=bf16", "optim.steps=7",
-                "optim.aux_warmup_steps=3", f"out={out}", "progress=false"]) == 0
+                "optim.aux_warmup_steps=3", "optim.aux_ramp_steps=2", f"out={out}", "progress=false"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     history = json.loads((out / "history.json").read_text())
     assert metrics["steps"] == 7 and metrics["precision"] == "bf16"
     assert all(math.isfinite(v) for h in history for v in h.values())
-    assert "loss_contrast" in history[-1]  # switched on after the auxiliary-loss warmup
+    assert "loss_contrast" in history[-1]  # switched on after the auxiliary-loss warmup (and its ramp)
 
 
 def test_overrides_typed_and_validated(tmp_path: Path) -> None:
@@ -135,7 +135,8 @@ def test_overrides_typed_and_validated(tmp_path: Path) -> None:
     for bad, match in [("model.not_a_key=3", "model.not_a_key"), ("model.top_k", "key=value"),
                        ("optim.epochs=ten", "optim.epochs"), ("precision=fp16", "precision"),
                        ("optim.schedule=step", "optim.schedule"), ("model.name=icm", "loss.icm"),
-                       ("loss.sms=0.1", "model.name=sms"), ("optim.batch_size=0", "batch_size")]:
+                       ("loss.sms=0.1", "model.name=sms"), ("optim.batch_size=0", "batch_size"),
+                       ("optim.aux_ramp_steps=-5", "aux_ramp_steps")]:
         with pytest.raises(ConfigError, match=match):
             load_config(None, [bad])
     with pytest.raises(ConfigError, match="does not exist"):

@@ -8,7 +8,9 @@
     representation organised by action or by object?
   - antonym cosines per object of the full CDE model (`cde`) when the experiment has it, else of the
     first CDE-family method, named in the result;
-  - the figure deltas_<split>.png (PCA by action, by object, antonym cosines).
+  - the figure deltas_<split>.png (PCA by action, by object, antonym cosines);
+  - what each model calls "nothing changed" (no_change.py): the class of an identical pair, and per role and
+    none/change the median delta norm of the CDE model and how often each model says none.
 The numbers are pure numpy (analysis.py); this module loads the checkpoints and runs them.
 """
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from cde_core.data.manifest import NO_CHANGE
 from cde_core.experiment.analysis import (
     antonym_cosines,
     invariance_cosines,
@@ -65,6 +68,7 @@ def delta_geometry(data: str | Path, runs: Sequence[dict[str, Any]], methods: Se
     from cde_core.data.pair_dataset import PairDataset, usable_records
     from cde_core.eval.predict import predict
     from cde_core.experiment.geometry_plots import plot_delta_geometry
+    from cde_core.experiment.no_change import identical_pair_predictions, no_change_summary
     from cde_core.experiment.penultimate import predict_with_penultimate
 
     records = read_manifest(data)
@@ -92,6 +96,11 @@ def delta_geometry(data: str | Path, runs: Sequence[dict[str, Any]], methods: Se
             else:
                 pred = predict(model, dataset)
             features["global delta"] = pred.deltas
+            if NO_CHANGE in meta.class_names:
+                norms = np.linalg.norm(pred.deltas, axis=1) if method == focus else None  # vanilla: no delta
+                entry.setdefault("no_change", []).append({"method": method, **no_change_summary(
+                    pred.preds, identical_pair_predictions(model, dataset), norms, pred.labels,
+                    [r.role(split) for r in subset], meta.class_names.index(NO_CHANGE))})
             for name, feats in features.items():
                 for centre in ((False, True) if name == "hidden layer" else (False,)):
                     entry["invariance"].append({"method": method, "features": name + (" (centred)" if centre else ""),

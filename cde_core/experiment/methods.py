@@ -2,7 +2,8 @@
 
 The ablations follow the paper: full (CE + SupCon + L1), without L1, without SupCon, CE only. The
 loss weights of `cde*` come from the base configuration (demo_metaworld.yaml: 0.5 / 0.01, because the
-paper's weights stalled learning in the from-scratch pilot); `cde_paper` uses the paper's 2.0 / 1.0.
+paper's weights stalled learning in the from-scratch pilot); `cde_paper` uses the paper's 2.0 / 1.0;
+`cde_norm` is the full model whose classifier also reads the delta's norm (ModelConfig.norm_feature).
 """
 from __future__ import annotations
 
@@ -18,4 +19,5 @@ METHODS: dict[str, list[str]] = {
     "cde_no_supcon": ["model.name=cde", "loss.contrast=0"],
     "cde_no_l1": ["model.name=cde", "loss.sparsity=0"],
     "cde_paper": ["model.name=cde", "loss.contrast=2.0", "loss.sparsity=1.0"],
+    "cde_norm": ["model.name=cde", "model.norm_feature=true"],
 }

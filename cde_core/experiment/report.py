@@ -112,6 +112,28 @@ def _geometry(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _no_change(results: dict[str, Any]) -> list[str]:
+    geometry = results.get("diagnostics", {}).get("geometry", {})
+    rows = [(split, nc) for split, g in geometry.items() for nc in g.get("no_change", [])]
+    if not rows:
+        return []
+    groups = sorted({name for _, nc in rows for name in nc["groups"]})
+    lines = ["", "## What is called \"nothing changed\"", "",
+             ("First seed, IID-test + OOD pairs. \"identical\": each pair's before frame compared with itself (a "
+              "linear classifier on deltas answers it with its biases alone). Per group: pairs, median norm of the "
+              "CDE model's global delta, share called none."), "",
+             "| split | method | identical called none | " + " | ".join(groups) + " |",
+             "|---|---|---|" + "---|" * len(groups)]
+    for split, nc in rows:
+        cells = []
+        for name in groups:
+            g = nc["groups"].get(name, {})
+            norm = "" if g.get("median_delta_norm") is None else f"|d| {_num(g['median_delta_norm'])}, "
+            cells.append(f"{g.get('pairs', 0)}: {norm}none {_num(g.get('called_none'))}")
+        lines.append(f"| {split} | {nc['method']} | {_num(nc['identical_called_none'])} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _runs(results: dict[str, Any]) -> list[str]:
     lines = ["", "## Runs", "", "| split | method | seed | precision | seconds | best epoch | IID val | IID test | OOD |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -125,5 +147,5 @@ def _runs(results: dict[str, Any]) -> list[str]:
 def results_markdown(results: dict[str, Any]) -> str:
     """The whole results.md."""
     lines = [*_accuracy_table(results), *_protocol(results), *_targets(results), *_per_cell(results),
-             *_geometry(results), *_runs(results)]
+             *_geometry(results), *_no_change(results), *_runs(results)]
     return "\n".join(lines) + "\n"

@@ -56,6 +56,9 @@ class OptimConfig:
     grad_clip: float = 1.0
     # SupCon and L1 switched on after this many steps (from scratch they stall CE: ENVIRONMENT.md).
     aux_warmup_steps: int = 0
+    # After the warmup, SupCon and L1 rise linearly from 0 to their weights over this many steps (0 = at once),
+    # so the classifier has found its directions before the two losses reshape the deltas.
+    aux_ramp_steps: int = 0
     balanced_sampler: bool = False
 
 
@@ -166,6 +169,9 @@ def _validate(config: TrainConfig) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key} must be > 0, got {value}")
+    for key in ("aux_warmup_steps", "aux_ramp_steps"):
+        if getattr(config.optim, key) < 0:
+            raise ConfigError(f"optim.{key} must be >= 0, got {getattr(config.optim, key)}")
     if config.optim.epochs <= 0 and config.optim.steps <= 0:
         raise ConfigError("set optim.epochs or optim.steps to a positive number")
     for key in ("ce", "contrast", "sparsity", "icm", "sms"):

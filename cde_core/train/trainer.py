@@ -32,6 +32,7 @@ from cde_core.eval.metrics import classification_report
 from cde_core.eval.plots import plot_confusion, plot_curves
 from cde_core.eval.predict import Predictions, predict
 from cde_core.losses import LossWeights, PairCriterion
+from cde_core.losses.aux_schedule import aux_weights_at
 from cde_core.models import PairModel, model_from_config
 from cde_core.preprocessing import Preprocessing
 from cde_core.train import distributed
@@ -188,12 +189,9 @@ class Trainer:
         return torch.optim.AdamW(groups, weight_decay=opt.weight_decay)
 
     def _weights_at(self, step: int) -> LossWeights:
-        """The configured weights, with SupCon and L1 off during the auxiliary-loss warmup."""
-        weights = copy.copy(self.config.loss)
-        if step < self.config.optim.aux_warmup_steps:
-            weights.contrast = 0.0
-            weights.sparsity = 0.0
-        return weights
+        """The configured weights, with SupCon and L1 off during the auxiliary-loss warmup, then ramped."""
+        return aux_weights_at(self.config.loss, step, self.config.optim.aux_warmup_steps,
+                              self.config.optim.aux_ramp_steps)
 
     def fit(self) -> TrainResult:
         """Train, select on IID val, evaluate every role, write the run; on the feature cache when frozen."""
