@@ -107,6 +107,16 @@ def test_experiment_runner_tiny(tmp_path: Path) -> None:
             "data.split=comp_0", "seed=0", f"out={out / 'runs' / 'comp_0' / 'vanilla' / 'seed0'}", "progress=false"]
     assert finished_run({**job, "overrides": base}) is not None
     assert finished_run({**job, "overrides": [*base, "optim.epochs=3"]}) is None
+    # A run saved before a config key existed (the key missing from its config.yaml) is read with the key's
+    # default, so it is still this job's run; a saved key this version does not know makes it someone else's.
+    saved_config = out / "runs" / "comp_0" / "vanilla" / "seed0" / "config.yaml"
+    tree = yaml.safe_load(saved_config.read_text())
+    del tree["optim"]["aux_ramp_steps"], tree["model"]["norm_feature"]
+    saved_config.write_text(yaml.safe_dump(tree, sort_keys=False))
+    assert finished_run({**job, "overrides": base}) is not None
+    tree["model"]["from_the_future"] = 1
+    saved_config.write_text(yaml.safe_dump(tree, sort_keys=False))
+    assert finished_run({**job, "overrides": base}) is None
     results = resumed
 
     # An experiment compared with itself: every paired difference is 0.

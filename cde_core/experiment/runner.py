@@ -28,7 +28,7 @@ from cde_core.experiment.diagnostics import (
 from cde_core.experiment.methods import METHODS
 from cde_core.experiment.report import results_markdown
 from cde_core.experiment.targets import check_targets
-from cde_core.train.config import load_config
+from cde_core.train.config import ConfigError, load_config
 
 _LOG = logging.getLogger(__name__)
 
@@ -69,15 +69,19 @@ def _run_row(job: dict[str, Any], m: dict[str, Any], checkpoint: Path, seconds: 
 
 def finished_run(job: dict[str, Any]) -> dict[str, Any] | None:
     """The row of a run already in its directory with this job's resolved configuration (config.yaml equal
-    to it, metrics.json and model.safetensors written), else None: what `--resume` reuses instead of training.
+    to it once read back, so a key added since with its default changes nothing; metrics.json and
+    model.safetensors written), else None: what `--resume` reuses instead of training.
     Its `seconds` are the trainer's own (the first wall time was not kept) and `resumed` is set."""
     config = load_config(job["train_config"], job["overrides"])
     run_dir = Path(config.out)
     files = [run_dir / name for name in ("config.yaml", "metrics.json", "model.safetensors")]
     if not all(f.is_file() for f in files):
         return None
-    saved = yaml.safe_load(files[0].read_text())
-    if saved != yaml.safe_load(yaml.safe_dump(config.to_dict(), sort_keys=False)):
+    try:  # read like any config: keys added since the run was saved take their defaults
+        saved = load_config(files[0])
+    except ConfigError:
+        return None
+    if saved.to_dict() != config.to_dict():
         return None
     metrics = json.loads(files[1].read_text())
     return {**_run_row(job, metrics, files[2], float(metrics["seconds"])), "resumed": True}
