@@ -162,6 +162,25 @@ def test_auto_precision_is_probed_once_for_the_whole_experiment() -> None:
     assert _experiment_precision({**job, "overrides": ["precision=auto"]}) in ("fp32", "bf16")
 
 
+def test_resumed_precision_is_the_one_the_finished_runs_were_configured_with(tmp_path: Path) -> None:
+    """A resumed experiment must configure its runs as the finished ones were, or none of them matches and all
+    train again: bf16 when they all say bf16, auto for runs from before the experiment-wide probe."""
+    from cde_core.experiment.runner import _resumed_precision
+
+    def runs_with(*precisions: str) -> Path:
+        out = tmp_path / "-".join(precisions)
+        for i, precision in enumerate(precisions):
+            run = out / "runs" / "comp_0" / "cde" / f"seed{i}"
+            run.mkdir(parents=True)
+            (run / "config.yaml").write_text(yaml.safe_dump({"precision": precision}))
+        return out
+
+    assert _resumed_precision(runs_with("bf16", "bf16")) == "bf16"
+    assert _resumed_precision(runs_with("auto", "auto")) == "auto"
+    assert _resumed_precision(runs_with("auto", "fp32")) is None  # not one: probe again
+    assert _resumed_precision(tmp_path / "nothing") is None
+
+
 def test_overrides_may_follow_the_options(tmp_path: Path) -> None:
     """`cde experiment CONFIG --out DIR key=value` (the documented order) reaches the runner's config check."""
     with pytest.raises(ValueError, match="needs 'data'"):

@@ -138,10 +138,10 @@ def _experiment_precision(job: dict[str, Any]) -> str | None:
 
 
 def _resumed_precision(out: Path) -> str | None:
-    """The one precision the finished runs under `out` were trained in, so a resumed `auto` experiment uses it
-    again instead of a new probe that may pick the other one (and match none of them); None if not one."""
+    """The one precision the finished runs under `out` were configured with, so a resumed `auto` experiment uses
+    it again instead of a new probe that may pick the other one (and match none of them); "auto" for runs made
+    before the experiment-wide probe (each resolved its own); None if not one."""
     found = {yaml.safe_load(p.read_text()).get("precision") for p in (out / "runs").glob("*/*/*/config.yaml")}
-    found.discard("auto")
     return found.pop() if len(found) == 1 else None
 
 
