@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +91,11 @@ def test_experiment_runner_tiny(tmp_path: Path) -> None:
     assert f"| comp_0 | cde | 1 | fp32 | {results['runs'][-1]['seconds']:.1f} |" in md
     for png in ("deltas.png", "deltas_comp_0.png", "confusion_cde.png"):
         assert (out / png).stat().st_size > 0
+    # scripts/no_change_diagnostic.py reruns that diagnostic on a finished experiment: the same table.
+    script = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "no_change_diagnostic.py"), str(out)],
+                            capture_output=True, text=True, check=True).stdout
+    table = md[md.index('## What is called "nothing changed"'):md.index("## Runs")].strip()
+    assert table.splitlines()[-1] in script and f"# {out}" in script
     # --resume: the finished runs are reused, not trained again (same rows, checkpoints untouched); a run whose
     # configuration differs (another epoch count) is trained.
     stamps = {r["checkpoint"]: Path(r["checkpoint"]).stat().st_mtime_ns for r in results["runs"]}

@@ -112,7 +112,8 @@ def _geometry(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _no_change(results: dict[str, Any]) -> list[str]:
+def no_change_table(results: dict[str, Any]) -> list[str]:
+    """results.md's section on what each model calls "nothing changed" (empty without that diagnostic)."""
     geometry = results.get("diagnostics", {}).get("geometry", {})
     rows = [(split, nc) for split, g in geometry.items() for nc in g.get("no_change", [])]
     if not rows:
@@ -147,5 +148,5 @@ def _runs(results: dict[str, Any]) -> list[str]:
 def results_markdown(results: dict[str, Any]) -> str:
     """The whole results.md."""
     lines = [*_accuracy_table(results), *_protocol(results), *_targets(results), *_per_cell(results),
-             *_geometry(results), *_no_change(results), *_runs(results)]
+             *_geometry(results), *no_change_table(results), *_runs(results)]
     return "\n".join(lines) + "\n"
