@@ -31,7 +31,7 @@ def test_antonym_cosines() -> None:
     assert cos["door:close/open"] == pytest.approx(0.0, abs=1e-6)
 
 
-def test_experiment_runner_tiny(tmp_path: Path) -> None:
+def test_experiment_runner_tiny(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "data"
     generate_synthetic(data, pairs_per_cell=10, size=32, seed=0)
     config = tmp_path / "exp.yaml"
@@ -44,6 +44,8 @@ def test_experiment_runner_tiny(tmp_path: Path) -> None:
     assert cde(["experiment", str(config), "--out", str(out), "--workers", "2"]) == 0
     results = json.loads((out / "results.json").read_text())
     assert len(results["runs"]) == 1 * 3 * 2
+    logged = capfd.readouterr().err  # the worker processes' per-run lines reach the shared stderr
+    assert all(f"comp_0 {m} seed {s}: iid" in logged for m in methods for s in (0, 1)), logged[-2000:]
     assert [(r["method"], r["seed"]) for r in results["runs"]] == [
         (m, s) for m in methods for s in (0, 1)]  # two workers, results in job order
     for method in methods:

@@ -87,6 +87,13 @@ def finished_run(job: dict[str, Any]) -> dict[str, Any] | None:
     return {**_run_row(job, metrics, files[2], float(metrics["seconds"])), "resumed": True}
 
 
+def _worker_logging() -> None:
+    """A spawned worker starts with no logging set up: show its per-run lines (trained / reused) on the
+    stderr it shares with the main process, and only warnings from everything else it runs."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _LOG.setLevel(logging.INFO)
+
+
 def _train_one(job: dict[str, Any]) -> dict[str, Any]:
     """Train and evaluate one (split, method, seed); a module-level function so worker processes can run it.
 
@@ -179,7 +186,7 @@ def run_experiment(path: str | Path, out: str | Path, extra: list[str] | None = 
     else:  # one training per process, each on its own intra-op thread (threads=1 in the configs)
         import multiprocessing
 
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        with multiprocessing.get_context("spawn").Pool(workers, initializer=_worker_logging) as pool:
             runs = list(pool.imap(_train_one, jobs))
     training_seconds = time.perf_counter() - start
     table = summarise(runs, spec["methods"], spec["splits"])
