@@ -129,7 +129,7 @@ def no_change_table(results: dict[str, Any]) -> list[str]:
         cells = []
         for name in groups:
             g = nc["groups"].get(name, {})
-            norm = "" if g.get("median_delta_norm") is None else f"|d| {_num(g['median_delta_norm'])}, "
+            norm = "" if g.get("median_delta_norm") is None else f"norm {_num(g['median_delta_norm'])}, "
             cells.append(f"{g.get('pairs', 0)}: {norm}none {_num(g.get('called_none'))}")
         lines.append(f"| {split} | {nc['method']} | {_num(nc['identical_called_none'])} | " + " | ".join(cells) + " |")
     return lines
