@@ -30,8 +30,8 @@ class ModelConfig:
     top_k: int = 4
     # CDE: the classifier also reads each delta's L2 norm. A linear map of a delta can tell "no change" (a
     # near-zero delta) only through its bias, which training leaves nearly equal across classes (benchmark v2:
-    # an identical pair was called `open` by the masked frozen model of one split); the norm makes it a
-    # small-delta decision. Off = the paper's classifier.
+    # an identical pair was called `open` by the masked frozen model of one split); the norm lets it be a
+    # small-delta decision. Measured there: no OOD gain (README "Benchmark", tries). Off = the paper's classifier.
     norm_feature: bool = False
     # The change measure the no-effect rule thresholds (effect_magnitude.py): global | relative | topk.
     effect_magnitude: str = "global"
